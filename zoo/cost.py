@@ -1,0 +1,84 @@
+"""Cost of a model at an operating point: multiply-adds, parameters, dot products.
+
+Conventions (those of the IDP, TESLA and ResNet papers):
+- `flops` counts multiply-adds (one multiply and one add is one operation) of
+  the dense, convolution and depthwise-convolution layers for one input.
+  Batch norm, activations, pooling and additions are not counted (batch norm
+  folds into the preceding convolution when deployed).
+- `params` counts the weights a forward pass at that ratio reads: sliced
+  kernels, biases, batch norm's scale and offset (not its moving statistics,
+  not the profile, which folds into the kernels).
+- `dot_products` counts the dot products computed for one input, one per
+  output value of a dense, convolution or depthwise layer; their terms
+  together are the multiply-adds.
+"""
+
+import math
+
+import keras
+
+from zoo.ratio import check_ratio
+
+KEYS = ("flops", "params", "dot_products")
+
+
+def cost(model, compute_ratio=1.0, per_layer=False):
+    """Analytical cost of a `zoo.DynamicModel` at `compute_ratio`.
+
+    Args:
+        model: a `zoo.DynamicModel`.
+        compute_ratio: float in (0, 1].
+        per_layer: also return `"layers"`: each dynamic layer's own counts.
+
+    Returns:
+        `{"flops": int, "params": int, "dot_products": int}` (and `"layers"`).
+
+    Example:
+    >>> zoo.cost(model, compute_ratio=0.5)["flops"]
+    """
+    check_ratio(compute_ratio)
+    totals = dict.fromkeys(KEYS, 0)
+    layers = {}
+    for layer in model.dynamic_layers:
+        counts = layer.cost(float(compute_ratio))
+        layers[layer.name] = counts
+        for key in KEYS:
+            totals[key] += counts[key]
+    if per_layer:
+        totals["layers"] = layers
+    return totals
+
+
+def static_cost(model):
+    """The same counts for a model of standard Keras layers (e.g. a sub-net).
+
+    Counts `Dense`, `Conv2D` and `DepthwiseConv2D` multiply-adds from the
+    layers' input and output shapes, and their and `BatchNormalization`'s
+    trainable parameters, entering nested models.
+    """
+    totals = dict.fromkeys(KEYS, 0)
+    for layer in _leaf_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            totals["params"] += sum(math.prod(w.shape) for w in layer.trainable_weights)
+            continue
+        if not isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
+            continue
+        out_shape = layer.output.shape[1:]
+        kernel = layer.kernel.shape
+        outputs = math.prod(out_shape)
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            terms = kernel[0] * kernel[1]
+        else:
+            terms = math.prod(kernel[:-1])
+        totals["flops"] += outputs * terms
+        totals["dot_products"] += outputs
+        totals["params"] += sum(math.prod(w.shape) for w in layer.trainable_weights)
+    return totals
+
+
+def _leaf_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer

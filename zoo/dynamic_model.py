@@ -1,0 +1,353 @@
+"""The base class of every zoo model: a `keras.Model` with a compute ratio."""
+
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zoo import profiles as profiles_lib
+from zoo.layers.dynamic_layer import DynamicLayer
+from zoo.ratio import RATIO_RANGE, RatioContext, check_ratio
+
+DEFAULT_OPERATING_POINTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+MAX_PLAN_SIZE = 32
+
+
+class DynamicModel(keras.Model):
+    """A model that runs at any compute ratio in (0, 1].
+
+    Inputs are raw images (0 to 255), alone (ratio 1.0) or in a dict with a
+    per-sample `compute_ratio` of shape `(batch,)`:
+
+    ```python
+    logits = model({"images": x, "compute_ratio": np.full((len(x),), 0.5, "float32")})
+    logits = model(x)                      # compute_ratio 1.0
+    logits = model(x, compute_ratio=0.5)   # one ratio for the whole batch
+    ```
+
+    A batch is computed at its widest ratio: every dynamic layer slices its
+    weights and activations to that width, so a batch that shares one ratio
+    pays only for that width. When samples ask for different ratios, each
+    channel-mixing layer also restricts every sample to its own input
+    channels, so each gets exactly the result it would get alone.
+
+    **Training plan.** `fit` trains at a plan: up to `MAX_PLAN_SIZE` ratios,
+    each with a loss weight, and an optional in-place distillation weight
+    (the other ratios learn from the first ratio's detached soft output, as
+    in slimmable networks). The plan lives in variables, so callbacks change
+    it between batches without retracing the training step. Without a
+    callback the plan is ratio 1.0 alone: plain IDP training. The metrics
+    that `fit` reports are those of the plan's first ratio.
+
+    **No XLA.** Widths are data (a tensor), so every new width is a new
+    shape; XLA would compile the step again for each one. These models
+    therefore always compile with `jit_compile=False`.
+
+    Subclasses create their layers in `__init__`, describe the network in
+    `forward(images, apply)` (every layer call goes through `apply`, which is
+    how the same description also yields the static sub-net) and then call
+    `self.build()`.
+
+    Args:
+        input_shape: shape of one image, e.g. `(32, 32, 3)`.
+        num_classes: number of classes (outputs are logits).
+        operating_points: the ratios the model is trained, calibrated and
+            evaluated at; batch norm keeps statistics for each.
+        profile: IDP profile of every dynamic layer's input channels.
+        width: multiplier of every layer's channel count.
+        channel_multiple: round widths up to a multiple of this.
+        **kwargs: standard `keras.Model` arguments (`name`).
+    """
+
+    def __init__(
+        self,
+        input_shape,
+        num_classes,
+        operating_points=DEFAULT_OPERATING_POINTS,
+        profile="uniform",
+        width=1.0,
+        channel_multiple=1,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(int(d) for d in input_shape)
+        self.num_classes = int(num_classes)
+        operating_points = sorted(float(p) for p in operating_points)
+        if not operating_points:
+            raise ValueError("`operating_points` must list at least one ratio.")
+        check_ratio(operating_points)
+        self.operating_points = tuple(operating_points)
+        self.profile = profiles_lib.get(profile)
+        self.width = float(width)
+        self.channel_multiple = int(channel_multiple)
+        self._plan_ratios = self.add_weight(
+            name="plan_ratios",
+            shape=(MAX_PLAN_SIZE,),
+            initializer="ones",
+            trainable=False,
+        )
+        self._plan_weights = self.add_weight(
+            name="plan_weights",
+            shape=(MAX_PLAN_SIZE,),
+            initializer=keras.initializers.Constant([1.0] + [0.0] * (MAX_PLAN_SIZE - 1)),
+            trainable=False,
+        )
+        self._plan_size = self.add_weight(
+            name="plan_size", shape=(), initializer="ones", dtype="int32", trainable=False
+        )
+        self._plan_distillation = self.add_weight(
+            name="plan_distillation", shape=(), initializer="zeros", trainable=False
+        )
+
+    # -- architecture helpers -------------------------------------------------
+
+    def channels(self, count):
+        """A layer's channel count at this model's width multiplier."""
+        return max(1, int(round(count * self.width)))
+
+    def dynamic_kwargs(self, **overrides):
+        """Arguments every dynamic layer of this model shares."""
+        kwargs = {"channel_multiple": self.channel_multiple, "profile": self.profile}
+        kwargs.update(overrides)
+        return kwargs
+
+    def batch_norm(self, name):
+        from zoo.layers import DynamicBatchNormalization
+
+        return DynamicBatchNormalization(
+            operating_points=self.operating_points,
+            channel_multiple=self.channel_multiple,
+            name=name,
+        )
+
+    def forward(self, images, apply):
+        """The network, with every layer call written `apply(layer, x)`."""
+        raise NotImplementedError
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        # One pass at full width creates every weight at its full shape.
+        self.call(np.zeros((1,) + self.image_shape, "float32"))
+        self.built = True
+
+    # -- inference -------------------------------------------------------------
+
+    def call(self, inputs, compute_ratio=None, training=None):
+        images, ratio = self._split_inputs(inputs, compute_ratio)
+        if ratio is None:
+            return self._run(images, RatioContext.from_value(1.0), training)
+        ratio = self._validate(ratio)
+        if ratio.shape.rank == 0:
+            return self._run(images, RatioContext(ratio), training)
+        widest = tf.reduce_max(ratio)
+        return tf.cond(
+            tf.equal(tf.reduce_min(ratio), widest),
+            lambda: self._run(images, RatioContext(widest), training),
+            lambda: self._run(images, RatioContext(widest, ratio), training),
+        )
+
+    def _run(self, images, context, training):
+        context.operating_points = self.operating_points
+
+        def apply(layer, x):
+            if isinstance(layer, DynamicLayer):
+                return layer(x, compute_ratio=context)
+            return layer(x)
+
+        return self.forward(images, apply)
+
+    def _split_inputs(self, inputs, compute_ratio):
+        if isinstance(inputs, dict):
+            unknown = set(inputs) - {"images", "compute_ratio"}
+            if "images" not in inputs or unknown:
+                raise ValueError(
+                    "A dict input takes the keys 'images' and 'compute_ratio'; "
+                    f"got {sorted(inputs)}."
+                )
+            if compute_ratio is not None and "compute_ratio" in inputs:
+                raise ValueError(
+                    "`compute_ratio` is given twice: in the inputs and as an argument."
+                )
+            compute_ratio = inputs.get("compute_ratio", compute_ratio)
+            inputs = inputs["images"]
+        images = self._check_images(inputs)
+        if compute_ratio is None:
+            return images, None
+        return images, self._ratio_tensor(compute_ratio, images)
+
+    def _check_images(self, images):
+        images = tf.convert_to_tensor(images)
+        if images.dtype != tf.float32:
+            images = tf.cast(images, "float32")
+        shape = tuple(images.shape[1:])
+        if images.shape.rank != len(self.image_shape) + 1 or any(
+            d is not None and d != e for d, e in zip(shape, self.image_shape)
+        ):
+            raise ValueError(
+                f"{self.name} expects images of shape (batch, "
+                f"{', '.join(map(str, self.image_shape))}); got {tuple(images.shape)}."
+            )
+        return images
+
+    def _ratio_tensor(self, compute_ratio, images):
+        if isinstance(compute_ratio, (int, float)):
+            check_ratio(compute_ratio)
+        ratio = tf.cast(tf.convert_to_tensor(compute_ratio), "float32")
+        if ratio.shape.rank == 2 and ratio.shape[-1] == 1:
+            ratio = tf.squeeze(ratio, -1)
+        if ratio.shape.rank not in (0, 1):
+            raise ValueError(
+                "`compute_ratio` must have shape (batch,) (one ratio per "
+                f"sample) or be a scalar; got shape {tuple(ratio.shape)}."
+            )
+        if ratio.shape.rank == 1:
+            batch, count = images.shape[0], ratio.shape[0]
+            if batch is not None and count is not None and batch != count:
+                raise ValueError(
+                    f"`compute_ratio` has {count} values for a batch of {batch} "
+                    "images: give one ratio per sample."
+                )
+        return ratio
+
+    @staticmethod
+    def _validate(ratio):
+        valid = tf.reduce_all((ratio > 0.0) & (ratio <= 1.0))
+        message = f"`compute_ratio` must be in {RATIO_RANGE} (NaN is not accepted)."
+        if tf.executing_eagerly():
+            if not bool(valid):
+                check_ratio(ratio.numpy())
+            return ratio
+        # The assertion must run before the result is used.
+        with tf.control_dependencies([tf.debugging.Assert(valid, [message, ratio])]):
+            return tf.identity(ratio)
+
+    # -- training plan ---------------------------------------------------------
+
+    def set_training_plan(self, ratios, weights=None, distillation=0.0):
+        """Sets the ratios the next training steps train at.
+
+        Args:
+            ratios: up to `MAX_PLAN_SIZE` ratios in (0, 1]. The first one is
+                the teacher of in-place distillation, so put the widest first
+                when distilling; `fit`'s metrics are those of the first one.
+            weights: loss weight of each ratio (default: 1 each).
+            distillation: in [0, 1]: every ratio after the first minimises
+                `(1 - d) * task_loss + d * cross_entropy(teacher, student)`.
+        """
+        ratios = [float(r) for r in np.atleast_1d(ratios)]
+        if not ratios or len(ratios) > MAX_PLAN_SIZE:
+            raise ValueError(
+                f"A training plan holds 1 to {MAX_PLAN_SIZE} ratios; got {len(ratios)}."
+            )
+        check_ratio(ratios)
+        weights = [1.0] * len(ratios) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(ratios):
+            raise ValueError(
+                f"Give one weight per ratio: {len(ratios)} ratios, {len(weights)} weights."
+            )
+        if not 0.0 <= distillation <= 1.0:
+            raise ValueError(f"`distillation` must be in [0, 1]; got {distillation}.")
+        pad = MAX_PLAN_SIZE - len(ratios)
+        self._plan_ratios.assign(np.array(ratios + [1.0] * pad, "float32"))
+        self._plan_weights.assign(np.array(weights + [0.0] * pad, "float32"))
+        self._plan_size.assign(len(ratios))
+        self._plan_distillation.assign(float(distillation))
+
+    @property
+    def training_plan(self):
+        """The current plan as `{"ratios", "weights", "distillation"}`."""
+        size = int(self._plan_size.numpy())
+        return {
+            "ratios": [float(r) for r in self._plan_ratios.numpy()[:size]],
+            "weights": [float(w) for w in self._plan_weights.numpy()[:size]],
+            "distillation": float(self._plan_distillation.numpy()),
+        }
+
+    @property
+    def jit_compile(self):
+        return False
+
+    @jit_compile.setter
+    def jit_compile(self, value):
+        if value is True:
+            warnings.warn(
+                "Dynamic-width models run without XLA: each new width is a new "
+                "shape and XLA would recompile the step for every one. "
+                "Proceeding with `jit_compile=False`."
+            )
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if isinstance(x, dict):
+            if "compute_ratio" in x:
+                raise ValueError(
+                    "Training data must not carry `compute_ratio`: the training "
+                    "plan (`set_training_plan`, or a callback) sets the ratios."
+                )
+            x = x["images"]
+        variables = self.trainable_variables
+        distillation = self._plan_distillation
+
+        def plan_loss(index, teacher):
+            prediction = self(x, compute_ratio=self._plan_ratios[index], training=True)
+            loss = self._compile_loss(y, prediction, sample_weight)
+            if teacher is not None:
+                soft = keras.losses.categorical_crossentropy(
+                    teacher, prediction, from_logits=True
+                )
+                loss = (1.0 - distillation) * loss + distillation * tf.reduce_mean(soft)
+            return self._plan_weights[index] * loss, prediction
+
+        with tf.GradientTape() as tape:
+            first_loss, prediction = plan_loss(0, None)
+            first_loss += sum(self._aggregate_additional_loss(l) for l in self.losses)
+            scaled = self.optimizer.scale_loss(first_loss)
+        gradients = self._dense(tape.gradient(scaled, variables), variables)
+        teacher = tf.stop_gradient(tf.nn.softmax(prediction))
+
+        def accumulate(index, gradients, total):
+            with tf.GradientTape() as tape:
+                loss, _ = plan_loss(index, teacher)
+                scaled = self.optimizer.scale_loss(loss)
+            more = self._dense(tape.gradient(scaled, variables), variables)
+            return index + 1, [g + m for g, m in zip(gradients, more)], total + loss
+
+        _, gradients, total = tf.while_loop(
+            lambda index, *_: index < self._plan_size,
+            accumulate,
+            (tf.constant(1), gradients, first_loss),
+        )
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        self._loss_tracker.update_state(total, sample_weight=tf.shape(x)[0])
+        return self.compute_metrics(x, y, prediction, sample_weight=sample_weight)
+
+    @staticmethod
+    def _dense(gradients, variables):
+        return [
+            tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+            for g, v in zip(gradients, variables)
+        ]
+
+    # -- introspection ---------------------------------------------------------
+
+    @property
+    def dynamic_layers(self):
+        """Every dynamic layer, in the order the network runs them."""
+        return [layer for layer in self._flatten_layers() if isinstance(layer, DynamicLayer)]
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "input_shape": list(self.image_shape),
+            "num_classes": self.num_classes,
+            "operating_points": list(self.operating_points),
+            "profile": self.profile.get_config(),
+            "width": self.width,
+            "channel_multiple": self.channel_multiple,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -1,0 +1,17 @@
+"""Dynamic-width layers: they compute only the channels a compute ratio keeps."""
+
+from zoo.layers.dynamic_batch_normalization import DynamicBatchNormalization
+from zoo.layers.dynamic_conv2d import DynamicConv2D
+from zoo.layers.dynamic_dense import DynamicDense
+from zoo.layers.dynamic_depthwise_conv2d import DynamicDepthwiseConv2D
+from zoo.layers.dynamic_layer import DynamicLayer
+from zoo.layers.zero_pad_shortcut import ZeroPadShortcut
+
+__all__ = [
+    "DynamicBatchNormalization",
+    "DynamicConv2D",
+    "DynamicDense",
+    "DynamicDepthwiseConv2D",
+    "DynamicLayer",
+    "ZeroPadShortcut",
+]

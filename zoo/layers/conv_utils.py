@@ -1,0 +1,21 @@
+"""Shape arithmetic shared by the dynamic convolutions."""
+
+import math
+
+
+def conv_output_length(length, kernel_size, stride, padding):
+    """Output length of a convolution or pooling along one axis."""
+    if padding == "same":
+        return math.ceil(length / stride)
+    return (length - kernel_size) // stride + 1
+
+
+def conv_output_spatial(spatial, kernel_size, strides, padding):
+    return tuple(
+        conv_output_length(n, k, s, padding)
+        for n, k, s in zip(spatial, kernel_size, strides)
+    )
+
+
+def pair(value):
+    return (value, value) if isinstance(value, int) else tuple(value)

@@ -1,0 +1,140 @@
+"""Batch normalization with statistics per operating point."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zoo.layers.dynamic_layer import DynamicLayer, sliced_numpy
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class DynamicBatchNormalization(DynamicLayer):
+    """Batch normalization on the first channels, with statistics per ratio.
+
+    The mean and variance of a channel depend on how many channels fed it,
+    so one set of moving statistics cannot serve every width (the failure
+    slimmable networks fixed with switchable batch norm). This layer keeps a
+    row of moving statistics per operating point; a ratio uses the row of
+    its nearest operating point, in training (which updates that row) and at
+    inference. `gamma` and `beta` are shared. `zoo.calibrate_batchnorm`
+    recomputes the rows exactly from a few batches.
+
+    Args:
+        operating_points: ratios to keep statistics for (sorted on use).
+        momentum: momentum of the moving statistics.
+        epsilon: added to the variance.
+        **kwargs: `channel_multiple` and standard layer arguments.
+
+    Example:
+    >>> bn = DynamicBatchNormalization(operating_points=(0.25, 0.5, 1.0))
+    >>> y = bn(np.ones((2, 8, 8, 64), "float32"), compute_ratio=0.5)  # 32 channels
+    """
+
+    def __init__(
+        self,
+        operating_points=(1.0,),
+        momentum=0.99,
+        epsilon=1e-3,
+        **kwargs,
+    ):
+        kwargs.pop("profile", None)
+        kwargs.pop("cut_outputs", None)
+        super().__init__(**kwargs)
+        self.operating_points = tuple(sorted(float(p) for p in operating_points))
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        # Set by `zoo.calibrate_batchnorm` while it recomputes statistics: a
+        # step counter that turns the moving average into an exact mean.
+        self._calibration_step = None
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.input_channels = channels
+        self.input_rank = len(input_shape)
+        points = len(self.operating_points)
+        self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
+        self.moving_mean = self.add_weight(
+            name="moving_mean",
+            shape=(points, channels),
+            initializer="zeros",
+            trainable=False,
+        )
+        self.moving_variance = self.add_weight(
+            name="moving_variance",
+            shape=(points, channels),
+            initializer="ones",
+            trainable=False,
+        )
+
+    def call(self, inputs, compute_ratio=None, training=False):
+        context = self.context(compute_ratio)
+        n = self.input_width(context, self.input_channels)
+        x = inputs[..., :n]
+        if training:
+            mean, variance = tf.nn.moments(x, axes=list(range(x.shape.rank - 1)))
+            self._update_statistics(context.point_index(self.operating_points), mean, variance)
+        elif context.is_mixed:
+            index = context.sample_point_index(self.operating_points)
+            shape = tf.concat([tf.shape(x)[:1], tf.ones([x.shape.rank - 2], "int32"), [n]], 0)
+            mean = tf.reshape(tf.gather(self.moving_mean, index)[:, :n], shape)
+            variance = tf.reshape(tf.gather(self.moving_variance, index)[:, :n], shape)
+        else:
+            index = context.point_index(self.operating_points)
+            mean = self.moving_mean[index, :n]
+            variance = self.moving_variance[index, :n]
+        return tf.nn.batch_normalization(
+            x, mean, variance, self.beta[:n], self.gamma[:n], self.epsilon
+        )
+
+    def _update_statistics(self, index, mean, variance):
+        if self._calibration_step is None:
+            momentum = tf.constant(self.momentum)
+        else:
+            step = tf.cast(self._calibration_step, "float32")
+            momentum = step / (step + 1.0)
+        for moving, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
+            row = moving[index]
+            n = tf.shape(value)[0]
+            new_row = tf.concat([row[:n] * momentum + value * (1.0 - momentum), row[n:]], 0)
+            moving.assign(tf.tensor_scatter_nd_update(moving, [[index]], new_row[tf.newaxis]))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def point_row(self, ratio):
+        return int(np.argmin(np.abs(np.asarray(self.operating_points) - np.float32(ratio))))
+
+    def static_layer(self, ratio):
+        n = self.static_input_width(ratio, self.input_channels)
+        row = self.point_row(ratio)
+        layer = keras.layers.BatchNormalization(
+            momentum=self.momentum, epsilon=self.epsilon, name=self.name
+        )
+        layer.build((None,) * (self.input_rank - 1) + (n,))
+        layer.set_weights(
+            [
+                sliced_numpy(self.gamma, slice(0, n)),
+                sliced_numpy(self.beta, slice(0, n)),
+                sliced_numpy(self.moving_mean, row, slice(0, n)),
+                sliced_numpy(self.moving_variance, row, slice(0, n)),
+            ]
+        )
+        return layer
+
+    def cost(self, ratio):
+        n = self.static_input_width(ratio, self.input_channels)
+        return {"flops": 0, "params": 2 * n, "dot_products": 0}
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("profile", "cut_outputs"):
+            config.pop(key)
+        config.update(
+            {
+                "operating_points": list(self.operating_points),
+                "momentum": self.momentum,
+                "epsilon": self.epsilon,
+            }
+        )
+        return config

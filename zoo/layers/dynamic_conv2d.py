@@ -1,0 +1,153 @@
+"""2-D convolution whose input and output widths follow the compute ratio."""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from zoo.layers.conv_utils import conv_output_spatial, pair
+from zoo.layers.dynamic_layer import DynamicLayer, sliced_numpy
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class DynamicConv2D(DynamicLayer):
+    """`keras.layers.Conv2D` (channels last) that computes only its first filters.
+
+    At compute ratio `r` it convolves its first `ceil(r * C_in)` input
+    channels with the matching block of its kernel and produces its first
+    `ceil(r * filters)` feature maps: about `r^2` of the multiply-adds. The
+    profile multiplies the kernel's input channels.
+
+    Args:
+        filters: number of output channels at ratio 1.
+        kernel_size: int or pair.
+        strides: int or pair.
+        padding: `"same"` or `"valid"`.
+        activation: activation applied to the outputs.
+        use_bias: whether to add a bias (off when batch norm follows).
+        kernel_initializer: initializer of the kernel.
+        kernel_regularizer: regularizer of the kernel.
+        **kwargs: `DynamicLayer` arguments (`cut_inputs`, `cut_outputs`,
+            `channel_multiple`, `profile`) and standard layer arguments.
+
+    Example:
+    >>> conv = DynamicConv2D(64, 3, padding="same", use_bias=False)
+    >>> y = conv(np.ones((1, 32, 32, 32), "float32"), compute_ratio=0.25)  # 16 maps
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="same",
+        activation=None,
+        use_bias=True,
+        kernel_initializer="he_normal",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = pair(kernel_size)
+        self.strides = pair(strides)
+        self.padding = padding.lower()
+        if self.padding not in ("same", "valid"):
+            raise ValueError(f"`padding` must be 'same' or 'valid'; got {padding!r}.")
+        self.activation = keras.activations.get(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+
+    def build(self, input_shape):
+        self.input_channels = int(input_shape[-1])
+        self.input_spatial = tuple(input_shape[1:3])
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=self.kernel_size + (self.input_channels, self.filters),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+            if self.use_bias
+            else None
+        )
+        self._build_profile(self.input_channels)
+
+    def call(self, inputs, compute_ratio=None):
+        context = self.context(compute_ratio)
+        n_in = self.input_width(context, self.input_channels)
+        n_out = self.output_width(context, self.filters)
+        x = self.keep_sample_channels(inputs[..., :n_in], context, self.input_channels)
+        kernel = self.scale_input_channels(self.kernel[:, :, :n_in, :n_out], n_in)
+        y = tf.nn.conv2d(x, kernel, strides=self.strides, padding=self.padding.upper())
+        if self.use_bias:
+            y = tf.nn.bias_add(y, self.bias[:n_out])
+        return self.activation(y)
+
+    @property
+    def output_spatial(self):
+        return conv_output_spatial(
+            self.input_spatial, self.kernel_size, self.strides, self.padding
+        )
+
+    def compute_output_shape(self, input_shape):
+        spatial = conv_output_spatial(
+            input_shape[1:3], self.kernel_size, self.strides, self.padding
+        )
+        return (input_shape[0],) + spatial + (self.filters,)
+
+    def static_layer(self, ratio):
+        n_in = self.static_input_width(ratio, self.input_channels)
+        n_out = self.static_output_width(ratio, self.filters)
+        kernel = sliced_numpy(self.kernel, Ellipsis, slice(0, n_in), slice(0, n_out))
+        gamma = self.gamma_values()
+        if gamma is not None:
+            kernel = kernel * gamma[:n_in, None]
+        weights = [kernel]
+        if self.use_bias:
+            weights.append(sliced_numpy(self.bias, slice(0, n_out)))
+        layer = keras.layers.Conv2D(
+            n_out,
+            self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            activation=self.activation,
+            use_bias=self.use_bias,
+            name=self.name,
+        )
+        layer.build((None,) + self.input_spatial + (n_in,))
+        layer.set_weights(weights)
+        return layer
+
+    def cost(self, ratio):
+        n_in = self.static_input_width(ratio, self.input_channels)
+        n_out = self.static_output_width(ratio, self.filters)
+        positions = math.prod(self.output_spatial)
+        taps = math.prod(self.kernel_size)
+        return {
+            "flops": positions * n_out * taps * n_in,
+            "params": taps * n_in * n_out + (n_out if self.use_bias else 0),
+            "dot_products": positions * n_out,
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "padding": self.padding,
+                "activation": keras.activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "kernel_regularizer": keras.regularizers.serialize(
+                    self.kernel_regularizer
+                ),
+            }
+        )
+        return config

@@ -1,0 +1,151 @@
+"""Depthwise convolution whose width follows the compute ratio."""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from zoo.layers.conv_utils import conv_output_spatial, pair
+from zoo.layers.dynamic_layer import DynamicLayer, sliced_numpy
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class DynamicDepthwiseConv2D(DynamicLayer):
+    """`keras.layers.DepthwiseConv2D` (depth multiplier 1) on the first channels.
+
+    A depthwise convolution filters each channel on its own, so at compute
+    ratio `r` it simply runs on the first `ceil(r * C)` channels: about `r`
+    of the multiply-adds. It sums over no channels, so it takes no profile
+    and never needs the per-sample channel restriction of mixed batches.
+
+    Args:
+        kernel_size: int or pair.
+        strides: int or pair.
+        padding: `"same"` or `"valid"`.
+        activation: activation applied to the outputs.
+        use_bias: whether to add a bias.
+        depthwise_initializer: initializer of the kernel.
+        depthwise_regularizer: regularizer of the kernel.
+        **kwargs: `channel_multiple` and standard layer arguments.
+
+    Example:
+    >>> dw = DynamicDepthwiseConv2D(3, padding="same", use_bias=False)
+    >>> y = dw(np.ones((1, 16, 16, 64), "float32"), compute_ratio=0.5)  # 32 maps
+    """
+
+    def __init__(
+        self,
+        kernel_size,
+        strides=1,
+        padding="same",
+        activation=None,
+        use_bias=True,
+        depthwise_initializer="he_normal",
+        depthwise_regularizer=None,
+        **kwargs,
+    ):
+        kwargs.pop("profile", None)
+        kwargs.setdefault("cut_inputs", True)
+        kwargs.setdefault("cut_outputs", True)
+        super().__init__(**kwargs)
+        if self.cut_inputs != self.cut_outputs:
+            raise ValueError(
+                "A depthwise convolution keeps its channel count: `cut_inputs` "
+                "and `cut_outputs` must be equal."
+            )
+        self.kernel_size = pair(kernel_size)
+        self.strides = pair(strides)
+        self.padding = padding.lower()
+        self.activation = keras.activations.get(activation)
+        self.use_bias = use_bias
+        self.depthwise_initializer = keras.initializers.get(depthwise_initializer)
+        self.depthwise_regularizer = keras.regularizers.get(depthwise_regularizer)
+
+    def build(self, input_shape):
+        self.input_channels = int(input_shape[-1])
+        self.input_spatial = tuple(input_shape[1:3])
+        self.kernel = self.add_weight(
+            name="depthwise_kernel",
+            shape=self.kernel_size + (self.input_channels, 1),
+            initializer=self.depthwise_initializer,
+            regularizer=self.depthwise_regularizer,
+        )
+        self.bias = (
+            self.add_weight(
+                name="bias", shape=(self.input_channels,), initializer="zeros"
+            )
+            if self.use_bias
+            else None
+        )
+
+    def call(self, inputs, compute_ratio=None):
+        context = self.context(compute_ratio)
+        n = self.input_width(context, self.input_channels)
+        y = tf.nn.depthwise_conv2d(
+            inputs[..., :n],
+            self.kernel[:, :, :n, :],
+            strides=(1,) + self.strides + (1,),
+            padding=self.padding.upper(),
+        )
+        if self.use_bias:
+            y = tf.nn.bias_add(y, self.bias[:n])
+        return self.activation(y)
+
+    @property
+    def output_spatial(self):
+        return conv_output_spatial(
+            self.input_spatial, self.kernel_size, self.strides, self.padding
+        )
+
+    def compute_output_shape(self, input_shape):
+        spatial = conv_output_spatial(
+            input_shape[1:3], self.kernel_size, self.strides, self.padding
+        )
+        return (input_shape[0],) + spatial + (input_shape[-1],)
+
+    def static_layer(self, ratio):
+        n = self.static_input_width(ratio, self.input_channels)
+        weights = [sliced_numpy(self.kernel, Ellipsis, slice(0, n), slice(None))]
+        if self.use_bias:
+            weights.append(sliced_numpy(self.bias, slice(0, n)))
+        layer = keras.layers.DepthwiseConv2D(
+            self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            activation=self.activation,
+            use_bias=self.use_bias,
+            name=self.name,
+        )
+        layer.build((None,) + self.input_spatial + (n,))
+        layer.set_weights(weights)
+        return layer
+
+    def cost(self, ratio):
+        n = self.static_input_width(ratio, self.input_channels)
+        positions = math.prod(self.output_spatial)
+        taps = math.prod(self.kernel_size)
+        return {
+            "flops": positions * n * taps,
+            "params": taps * n + (n if self.use_bias else 0),
+            "dot_products": positions * n,
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("profile")
+        config.update(
+            {
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "padding": self.padding,
+                "activation": keras.activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "depthwise_initializer": keras.initializers.serialize(
+                    self.depthwise_initializer
+                ),
+                "depthwise_regularizer": keras.regularizers.serialize(
+                    self.depthwise_regularizer
+                ),
+            }
+        )
+        return config

@@ -1,0 +1,149 @@
+"""Base class of the dynamic-width layers."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zoo import profiles as profiles_lib
+from zoo.profiles import CumulativeMinimum
+from zoo.ratio import RatioContext, channel_width
+
+
+class DynamicLayer(keras.layers.Layer):
+    """A layer that computes only the first channels its compute ratio keeps.
+
+    Subclasses slice their weights and inputs to the widths of the current
+    `RatioContext`; nothing is computed for the channels left out. Each can
+    also describe itself as a standard Keras layer at a fixed ratio
+    (`static_layer`) and count its cost there (`cost`).
+
+    Args:
+        cut_inputs: whether the input channels follow the compute ratio
+            (`False` for the first layer, which reads raw pixels).
+        cut_outputs: whether the output channels follow the compute ratio
+            (`False` for the classifier).
+        channel_multiple: round widths up to a multiple of this (one value
+            for the whole model, so producer and consumer agree).
+        profile: IDP profile over the input channels: a name from
+            `zoo.profiles.list_profiles()` or a `zoo.profiles.Profile`.
+        **kwargs: standard `keras.layers.Layer` arguments.
+    """
+
+    def __init__(
+        self,
+        cut_inputs=True,
+        cut_outputs=True,
+        channel_multiple=1,
+        profile=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.cut_inputs = cut_inputs
+        self.cut_outputs = cut_outputs
+        self.channel_multiple = int(channel_multiple)
+        if self.channel_multiple < 1:
+            raise ValueError(
+                f"`channel_multiple` must be a positive int; got {channel_multiple}."
+            )
+        self.profile = profiles_lib.get(profile)
+        self._fixed_gamma = None
+        self.gamma = None
+
+    def _build_profile(self, input_channels):
+        """Creates gamma over `input_channels`, as a weight if it trains."""
+        if not self.cut_inputs or self.profile.is_identity:
+            return
+        initial = self.profile(input_channels)
+        if self.profile.trainable:
+            self.gamma = self.add_weight(
+                name="profile",
+                shape=(input_channels,),
+                initializer=keras.initializers.Constant(initial),
+                constraint=CumulativeMinimum(),
+            )
+        else:
+            self._fixed_gamma = tf.constant(initial)
+
+    def gamma_values(self):
+        """Gamma as a NumPy vector over all input channels, or `None`."""
+        if self.gamma is not None:
+            return keras.ops.convert_to_numpy(self.gamma)
+        if self._fixed_gamma is not None:
+            return self._fixed_gamma.numpy()
+        return None
+
+    def _gamma_tensor(self):
+        return self.gamma if self.gamma is not None else self._fixed_gamma
+
+    def input_width(self, context, channels):
+        if not self.cut_inputs:
+            return channels
+        return context.width(channels, self.channel_multiple)
+
+    def output_width(self, context, channels):
+        if not self.cut_outputs:
+            return channels
+        return context.width(channels, self.channel_multiple)
+
+    def static_input_width(self, ratio, channels):
+        if not self.cut_inputs:
+            return channels
+        return channel_width(ratio, channels, self.channel_multiple)
+
+    def static_output_width(self, ratio, channels):
+        if not self.cut_outputs:
+            return channels
+        return channel_width(ratio, channels, self.channel_multiple)
+
+    def scale_input_channels(self, kernel, n_in):
+        """Folds the profile into a kernel whose input axis is `-2`."""
+        gamma = self._gamma_tensor()
+        if gamma is None:
+            return kernel
+        return kernel * tf.expand_dims(gamma[:n_in], -1)
+
+    def keep_sample_channels(self, x, context, channels):
+        """Zeroes, per sample, the input channels beyond its own width.
+
+        Only runs for a batch that mixes ratios: the batch is computed at
+        its widest ratio, and a narrower sample must not read the channels
+        it would not have alone. A uniform batch never comes here.
+        """
+        if not (context.is_mixed and self.cut_inputs):
+            return x
+        widths = context.sample_widths(channels, self.channel_multiple)
+        n = tf.shape(x)[-1]
+        keep = tf.cast(tf.range(n)[tf.newaxis, :] < widths[:, tf.newaxis], x.dtype)
+        keep_shape = tf.concat(
+            [tf.shape(keep)[:1], tf.ones([x.shape.rank - 2], "int32"), [n]], 0
+        )
+        return x * tf.reshape(keep, keep_shape)
+
+    @staticmethod
+    def context(compute_ratio):
+        return RatioContext.from_value(1.0 if compute_ratio is None else compute_ratio)
+
+    def static_layer(self, ratio):
+        """A built standard Keras layer equal to this one at `ratio`."""
+        raise NotImplementedError
+
+    def cost(self, ratio):
+        """`{"flops", "params", "dot_products"}` of this layer at `ratio`."""
+        raise NotImplementedError
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "cut_inputs": self.cut_inputs,
+                "cut_outputs": self.cut_outputs,
+                "channel_multiple": self.channel_multiple,
+                "profile": self.profile.get_config(),
+            }
+        )
+        return config
+
+
+def sliced_numpy(variable, *slices):
+    """NumPy copy of a weight restricted to `slices`."""
+    return np.asarray(keras.ops.convert_to_numpy(variable))[slices]

@@ -1,0 +1,38 @@
+"""The zoo's architectures, by name."""
+
+from zoo.models.mlp import MLP
+from zoo.models.mobilenet import MobileNet
+from zoo.models.resnet20 import ResNet20
+from zoo.models.vgg16 import VGG16
+
+MODELS = {
+    "mlp": MLP,
+    "vgg16": VGG16,
+    "resnet20": ResNet20,
+    "mobilenet": MobileNet,
+}
+
+
+def list_models():
+    """Names accepted by `zoo.build`."""
+    return sorted(MODELS)
+
+
+def build(name, **kwargs):
+    """Builds an untrained zoo model.
+
+    Args:
+        name: one of `list_models()`.
+        **kwargs: the architecture's arguments: `num_classes`, `input_shape`,
+            `profile`, `width`, `operating_points`, `channel_multiple`, and
+            its own (see each class).
+
+    Example:
+    >>> model = zoo.build("resnet20", num_classes=10, width=0.5)
+    """
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}. Known models: {list_models()}.")
+    return MODELS[name](**kwargs)
+
+
+__all__ = ["MLP", "MODELS", "MobileNet", "ResNet20", "VGG16", "build", "list_models"]

@@ -1,0 +1,62 @@
+"""IDP's and TESLA's MNIST network: an MLP 784-100-100-10."""
+
+import keras
+
+from zoo.dynamic_model import DynamicModel
+from zoo.layers import DynamicDense
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class MLP(DynamicModel):
+    """Dynamic-width multi-layer perceptron with ReLU hidden layers.
+
+    The flattened pixels (scaled to [0, 1]) feed every hidden unit; the
+    hidden layers' widths and the classifier's inputs follow the compute
+    ratio; the classifier always produces all `num_classes` logits.
+
+    Args:
+        hidden_units: width of each hidden layer at ratio 1 (before `width`).
+        input_shape: shape of one image, default MNIST's `(28, 28, 1)`.
+        num_classes: number of classes.
+        **kwargs: `DynamicModel` arguments (`operating_points`, `profile`,
+            `width`, `channel_multiple`, `name`).
+
+    Example:
+    >>> model = MLP(num_classes=10)
+    >>> logits = model(np.zeros((2, 28, 28, 1)), compute_ratio=0.25)
+    """
+
+    def __init__(
+        self,
+        hidden_units=(100, 100),
+        input_shape=(28, 28, 1),
+        num_classes=10,
+        name="mlp",
+        **kwargs,
+    ):
+        super().__init__(input_shape=input_shape, num_classes=num_classes, name=name, **kwargs)
+        self.hidden_units = tuple(int(u) for u in hidden_units)
+        self.rescale = keras.layers.Rescaling(1.0 / 255.0, name="rescale")
+        self.flatten = keras.layers.Flatten(name="flatten")
+        self.hidden = [
+            DynamicDense(
+                self.channels(units),
+                activation="relu",
+                **self.dynamic_kwargs(cut_inputs=index > 0),
+                name=f"dense_{index}",
+            )
+            for index, units in enumerate(self.hidden_units)
+        ]
+        self.classifier = DynamicDense(
+            num_classes, **self.dynamic_kwargs(cut_outputs=False), name="classifier"
+        )
+        self.build()
+
+    def forward(self, images, apply):
+        x = apply(self.flatten, apply(self.rescale, images))
+        for layer in self.hidden:
+            x = apply(layer, x)
+        return apply(self.classifier, x)
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_units": list(self.hidden_units)}

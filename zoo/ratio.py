@@ -1,0 +1,159 @@
+"""Compute ratios: validation, channel widths and the per-call ratio context.
+
+A compute ratio `r` in (0, 1] selects the first `ceil(r * C)` channels of a
+layer with `C` channels (rounded up to a `channel_multiple` when one is given,
+never more than `C`). The helpers here turn one ratio per sample into the
+widths each dynamic layer slices to, once per forward pass.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+RATIO_RANGE = "(0, 1]"
+
+# `ceil(r * C)` in float32 can land one channel too high (0.3 * 10 is
+# 3.0000001); widths are computed as `ceil(r * C - WIDTH_EPSILON)`.
+WIDTH_EPSILON = 1e-3
+
+
+def channel_width(ratio, channels, channel_multiple=1):
+    """Number of channels kept at `ratio` (Python version, for static use).
+
+    Args:
+        ratio: float in (0, 1].
+        channels: int, the layer's full channel count.
+        channel_multiple: int, round the width up to a multiple of this.
+
+    Returns:
+        int in `[1, channels]`.
+
+    Example:
+    >>> channel_width(0.5, 64)
+    32
+    >>> channel_width(0.3, 10)
+    3
+    """
+    check_ratio(ratio)
+    # Same float32 arithmetic as the tensor version, so both agree.
+    product = np.float32(ratio) * np.float32(channels) - np.float32(WIDTH_EPSILON)
+    width = math.ceil(float(np.float32(product)))
+    width = channel_multiple * math.ceil(width / channel_multiple)
+    return int(min(max(width, 1), channels))
+
+
+def check_ratio(ratio):
+    """Raises a `ValueError` unless every value of `ratio` is in (0, 1]."""
+    values = np.asarray(ratio, dtype="float64")
+    if values.size == 0:
+        raise ValueError("`compute_ratio` is empty: give one ratio per sample.")
+    bad = values[~((values > 0) & (values <= 1))]
+    if bad.size:
+        raise ValueError(
+            f"`compute_ratio` must be in {RATIO_RANGE} (NaN is not accepted); "
+            f"got {bad.ravel()[:5].tolist()}."
+        )
+
+
+def _width_tensor(ratio, channels, channel_multiple):
+    width = tf.math.ceil(ratio * float(channels) - WIDTH_EPSILON)
+    width = tf.cast(width, "int32")
+    if channel_multiple > 1:
+        width = channel_multiple * (
+            (width + channel_multiple - 1) // channel_multiple
+        )
+    return tf.clip_by_value(width, 1, channels)
+
+
+class RatioContext:
+    """The compute ratio of one forward pass, shared by all dynamic layers.
+
+    The batch is computed at its widest ratio (`ratio`); when samples ask for
+    different ratios, `sample_ratios` holds them so that layers can keep each
+    sample to its own channels. Widths are memoized per channel count, so a
+    network computes each distinct width once per pass.
+
+    Args:
+        ratio: scalar float tensor, the widest ratio in the batch.
+        sample_ratios: `(batch,)` float tensor, or `None` when the whole
+            batch shares `ratio`.
+        operating_points: sorted tuple of floats: the ratios batch
+            normalization keeps statistics for.
+
+    Example:
+    >>> context = RatioContext.from_value(0.5)
+    >>> int(context.width(64))
+    32
+    """
+
+    def __init__(self, ratio, sample_ratios=None, operating_points=None):
+        self.ratio = ratio
+        self.sample_ratios = sample_ratios
+        self.operating_points = operating_points
+        self._widths = {}
+        self._sample_widths = {}
+        self._point_index = {}
+
+    @classmethod
+    def from_value(cls, compute_ratio, operating_points=None):
+        """Builds a context from a float, a scalar or a `(batch,)` tensor.
+
+        A rank-1 ratio is taken per sample: the context is mixed unless all
+        values are equal, which is decided by the caller (see
+        `DynamicModel`); here a rank-1 input is always treated as mixed.
+        """
+        if isinstance(compute_ratio, RatioContext):
+            return compute_ratio
+        if isinstance(compute_ratio, (int, float)):
+            check_ratio(compute_ratio)
+        ratio = tf.convert_to_tensor(compute_ratio, dtype="float32")
+        if ratio.shape.rank == 0:
+            return cls(ratio, None, operating_points)
+        return cls(tf.reduce_max(ratio), ratio, operating_points)
+
+    @property
+    def is_mixed(self):
+        return self.sample_ratios is not None
+
+    def width(self, channels, channel_multiple=1):
+        """Scalar int tensor: channels computed for the batch."""
+        key = (channels, channel_multiple)
+        if key not in self._widths:
+            self._widths[key] = _width_tensor(
+                self.ratio, channels, channel_multiple
+            )
+        return self._widths[key]
+
+    def sample_widths(self, channels, channel_multiple=1):
+        """`(batch,)` int tensor: channels each sample may use."""
+        key = (channels, channel_multiple)
+        if key not in self._sample_widths:
+            self._sample_widths[key] = _width_tensor(
+                self.sample_ratios, channels, channel_multiple
+            )
+        return self._sample_widths[key]
+
+    def point_index(self, operating_points):
+        """Index of the operating point nearest to the batch's ratio."""
+        return self._nearest(operating_points, self.ratio)
+
+    def sample_point_index(self, operating_points):
+        """`(batch,)` indices of the operating point nearest each sample's."""
+        return self._nearest(operating_points, self.sample_ratios)
+
+    def _nearest(self, operating_points, ratio):
+        key = (tuple(operating_points), ratio is self.ratio)
+        if key not in self._point_index:
+            points = tf.constant(operating_points, dtype="float32")
+            distance = tf.abs(tf.expand_dims(ratio, -1) - points)
+            self._point_index[key] = tf.argmin(
+                distance, axis=-1, output_type="int32"
+            )
+        return self._point_index[key]
+
+
+def nearest_operating_point(ratio, operating_points):
+    """Python version of `RatioContext.point_index`: the nearest point."""
+    points = np.asarray(operating_points, dtype="float32")
+    return float(points[int(np.argmin(np.abs(points - np.float32(ratio))))])

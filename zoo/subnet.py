@@ -1,0 +1,48 @@
+"""Extraction of the static sub-net a dynamic model runs at one ratio."""
+
+import keras
+
+from zoo.layers.dynamic_layer import DynamicLayer
+from zoo.ratio import check_ratio
+
+
+def _clone(layer):
+    clone = layer.__class__.from_config(layer.get_config())
+    return clone
+
+
+def extract_subnet(model, compute_ratio):
+    """A model of standard Keras layers equal to `model` at `compute_ratio`.
+
+    Weights are sliced to the ratio's widths, each layer's profile is folded
+    into its kernel and batch norm takes the statistics of the nearest
+    operating point. The result depends on no `zoo` code: it saves as
+    `.keras` and exports with `model.export()` for serving.
+
+    Args:
+        model: a `zoo.DynamicModel`.
+        compute_ratio: float in (0, 1].
+
+    Returns:
+        A functional `keras.Model` taking raw images.
+
+    Example:
+    >>> small = zoo.extract_subnet(model, compute_ratio=0.5)
+    >>> small.export("resnet20_r050")  # a SavedModel
+    """
+    check_ratio(compute_ratio)
+    ratio = float(compute_ratio)
+    images = keras.Input(model.image_shape, name="images")
+
+    def apply(layer, x):
+        if isinstance(layer, DynamicLayer):
+            return layer.static_layer(ratio)(x)
+        clone = _clone(layer)
+        y = clone(x)
+        if layer.weights:
+            clone.set_weights(layer.get_weights())
+        return y
+
+    outputs = model.forward(images, apply)
+    name = f"{model.name}_r{round(ratio * 1000):04d}"
+    return keras.Model(images, outputs, name=name)
