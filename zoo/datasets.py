@@ -1,0 +1,314 @@
+"""Datasets as `tf.data` pipelines of raw images (uint8, 0 to 255) and labels.
+
+`load(name, split)` reads a local data directory when one is given (the
+`data_dir` argument, else the `ZOO_DATA_DIR` environment variable) and
+otherwise downloads through `keras.datasets` or `tensorflow-datasets`:
+
+| name | local file in the data directory | download |
+| --- | --- | --- |
+| `mnist` | `mnist.npz` (the `keras.datasets.mnist` layout) | `keras.datasets.mnist` |
+| `cifar10` | `cifar10-jpeg.tar.gz` or a folder `cifar10/`, each holding `train/<class>/*.jpg` and `test/<class>/*.jpg` | `tfds.load("cifar10")` |
+| `digits` | none: scikit-learn ships it (the offline default) | none |
+
+The 8x8 `digits` (values 0 to 16) are rescaled to 0 to 255 so every model
+sees the same pixel range; their split is fixed: a seeded shuffle, 80%
+train and 20% test. Splits accept slices: `"train[:55000]"`, `"train[-10%:]"`.
+CIFAR-10 from image folders comes class by class in turn (one airplane,
+one automobile, ..., one truck, then the next of each), so slices are
+balanced. Decoded JPEG folders are cached as `.npz` under `KERAS_HOME` (written to a
+temporary file first, so an interrupted run leaves no partial cache).
+"""
+
+import hashlib
+import os
+import re
+import tarfile
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+DATA_DIR_ENV = "ZOO_DATA_DIR"
+NAMES = ("mnist", "cifar10", "digits")
+SPLITS = ("train", "test")
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)
+CIFAR10_TAR = "cifar10-jpeg.tar.gz"
+MNIST_FILE = "mnist.npz"
+NUM_CLASSES = {"mnist": 10, "cifar10": 10, "digits": 10}
+INPUT_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3), "digits": (8, 8, 1)}
+
+
+def list_datasets():
+    return list(NAMES)
+
+
+def load(
+    name,
+    split="train",
+    data_dir=None,
+    batch_size=None,
+    shuffle=False,
+    augment=False,
+    seed=None,
+    drop_remainder=False,
+):
+    """A `tf.data.Dataset` of `(image, label)`: images uint8 `(H, W, C)`.
+
+    Args:
+        name: `"mnist"`, `"cifar10"` or `"digits"`.
+        split: `"train"` or `"test"`, optionally sliced (`"train[:90%]"`).
+        data_dir: local data directory (default: `$ZOO_DATA_DIR`, else
+            download).
+        batch_size: batch the dataset (default: unbatched).
+        shuffle: shuffle the examples (each epoch anew).
+        augment: standard augmentation: random crop after 4-pixel padding,
+            plus horizontal flips for `cifar10`; outputs become float32.
+        seed: seed of shuffling and augmentation.
+        drop_remainder: drop the last partial batch.
+
+    Example:
+    >>> train = zoo.datasets.load("cifar10", "train", batch_size=128, shuffle=True, augment=True)
+    """
+    images, labels = load_arrays(name, split, data_dir)
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+    if shuffle:
+        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    if augment:
+        flip = name == "cifar10"
+        dataset = dataset.map(
+            lambda x, y: (_augment(x, flip, seed), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    if batch_size:
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def load_arrays(name, split="train", data_dir=None):
+    """`(images, labels)` as NumPy arrays: uint8 `(N, H, W, C)`, int32 `(N,)`."""
+    if name not in NAMES:
+        raise ValueError(f"Unknown dataset {name!r}. Known datasets: {list(NAMES)}.")
+    base, part = _parse_split(split)
+    data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
+    loader = {"mnist": _mnist, "cifar10": _cifar10, "digits": _digits}[name]
+    images, labels = _sliced(loader(base, data_dir), part)
+    return images, labels.astype("int32")
+
+
+def _parse_split(split):
+    match = re.fullmatch(r"(\w+)(?:\[(-?\d*%?):(-?\d*%?)\])?", split.strip())
+    if not match or match.group(1) not in SPLITS:
+        raise ValueError(
+            f"Unknown split {split!r}. Splits are {list(SPLITS)}, optionally "
+            "sliced like 'train[:50000]' or 'train[-10%:]'."
+        )
+    base, start, stop = match.groups()
+    if start is None:
+        return base, slice(None)
+    return base, _PercentSlice(start, stop)
+
+
+class _PercentSlice:
+    """A slice whose bounds may be percentages of the split's length."""
+
+    def __init__(self, start, stop):
+        self.start, self.stop = start, stop
+
+    def bound(self, text, length):
+        if not text:
+            return None
+        if text.endswith("%"):
+            return int(round(float(text[:-1]) * length / 100))
+        return int(text)
+
+    def resolve(self, length):
+        return slice(self.bound(self.start, length), self.bound(self.stop, length))
+
+
+def _sliced(arrays, part):
+    if isinstance(part, _PercentSlice):
+        part = part.resolve(len(arrays[0]))
+    return tuple(a[part] for a in arrays)
+
+
+def _digits(split, data_dir):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype("uint8")[..., None]
+    order = np.random.default_rng(0).permutation(len(images))
+    cut = int(0.8 * len(images))
+    index = order[:cut] if split == "train" else order[cut:]
+    return images[index], digits.target[index]
+
+
+def _mnist(split, data_dir):
+    if data_dir is None:
+        import keras
+
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+        arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    else:
+        path = os.path.join(data_dir, MNIST_FILE)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"No MNIST file at {path}. The data directory must hold "
+                f"{MNIST_FILE} with x_train, y_train, x_test, y_test (the "
+                "keras.datasets.mnist layout), or unset it to download."
+            )
+        arrays = _read_npz(path, ("x_train", "y_train", "x_test", "y_test"))
+    images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
+        raise ValueError(
+            f"Malformed MNIST: x_{split} has shape {images.shape} and y_{split} "
+            f"{labels.shape}; expected (N, 28, 28) and (N,)."
+        )
+    return images[..., None], labels
+
+
+def _read_npz(path, keys):
+    try:
+        with np.load(path) as data:
+            missing = [k for k in keys if k not in data.files]
+            if missing:
+                raise ValueError(
+                    f"Malformed dataset file {path}: missing arrays {missing}; "
+                    f"expected {list(keys)}."
+                )
+            return {k: data[k] for k in keys}
+    except (OSError, EOFError, ValueError) as error:
+        if "Malformed" in str(error):
+            raise
+        raise ValueError(f"Malformed dataset file {path}: {error}") from error
+
+
+def _cifar10(split, data_dir):
+    if data_dir is None:
+        return _cifar10_tfds(split)
+    folder = os.path.join(data_dir, "cifar10")
+    archive = os.path.join(data_dir, CIFAR10_TAR)
+    if os.path.isdir(folder):
+        source = folder
+    elif os.path.isfile(archive):
+        source = archive
+    else:
+        raise FileNotFoundError(
+            f"No CIFAR-10 in {data_dir}: expected {CIFAR10_TAR} or a folder "
+            "cifar10/ with train/<class>/*.jpg and test/<class>/*.jpg, or "
+            "unset the data directory to download."
+        )
+    cache = _cache_path(source)
+    if os.path.isfile(cache):
+        arrays = _read_npz(cache, ("x_train", "y_train", "x_test", "y_test"))
+    else:
+        arrays = _decode_image_folders(source)
+        _atomic_save_npz(cache, arrays)
+    return arrays[f"x_{split}"], arrays[f"y_{split}"]
+
+
+def _cifar10_tfds(split):
+    import tensorflow_datasets as tfds
+
+    dataset = tfds.load("cifar10", split=split, as_supervised=True, batch_size=-1)
+    images, labels = tfds.as_numpy(dataset)
+    return images, labels
+
+
+def _cache_path(source):
+    stat = os.stat(source)
+    key = f"v2:{os.path.abspath(source)}:{stat.st_size}:{stat.st_mtime_ns}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return os.path.join(keras_home, "zoo", "datasets", f"cifar10-{digest}.npz")
+
+
+def _atomic_save_npz(path, arrays):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, **arrays)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _decode_image_folders(source):
+    """Decodes `train/<class>/*.jpg` and `test/<class>/*.jpg` from a folder or tar."""
+    files = {"train": [], "test": []}
+    for split, class_name, file_name, read in _walk_images(source):
+        if split in files:
+            files[split].append((class_name, file_name, read))
+    arrays = {}
+    for split, entries in files.items():
+        classes = sorted({c for c, _, _ in entries})
+        if tuple(classes) != CIFAR10_CLASSES:
+            raise ValueError(
+                f"Malformed CIFAR-10 at {source}: the {split}/ folder has classes "
+                f"{classes}; expected {list(CIFAR10_CLASSES)}."
+            )
+        entries = _interleave_classes(entries)
+        images = np.stack([_decode(read(), source) for _, _, read in entries])
+        if images.shape[1:] != (32, 32, 3):
+            raise ValueError(f"Malformed CIFAR-10 at {source}: images of shape {images.shape[1:]}.")
+        arrays[f"x_{split}"] = images
+        arrays[f"y_{split}"] = np.array(
+            [CIFAR10_CLASSES.index(c) for c, _, _ in entries], "uint8"
+        )
+    return arrays
+
+
+def _interleave_classes(entries):
+    """Orders images class by class in turn, each class in file-name order.
+
+    The folder layout loses CIFAR-10's original interleaving; this restores
+    a balanced order, so any slice (a validation split) has every class.
+    """
+    entries = sorted(entries, key=lambda e: (e[0], e[1]))
+    rank, counts = [], {}
+    for class_name, _, _ in entries:
+        rank.append(counts.get(class_name, 0))
+        counts[class_name] = rank[-1] + 1
+    order = sorted(range(len(entries)), key=lambda i: (rank[i], CIFAR10_CLASSES.index(entries[i][0])))
+    return [entries[i] for i in order]
+
+
+def _walk_images(source):
+    if os.path.isdir(source):
+        for split in SPLITS:
+            root = os.path.join(source, split)
+            for class_name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+                for file_name in sorted(os.listdir(os.path.join(root, class_name))):
+                    path = os.path.join(root, class_name, file_name)
+                    yield split, class_name, file_name, lambda p=path: open(p, "rb").read()
+        return
+    try:
+        with tarfile.open(source, "r:*") as archive:
+            for member in archive:
+                parts = member.name.strip("./").split("/")
+                if member.isfile() and len(parts) == 3 and parts[2].lower().endswith((".jpg", ".jpeg", ".png")):
+                    data = archive.extractfile(member).read()
+                    yield parts[0], parts[1], parts[2], lambda d=data: d
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise ValueError(f"Malformed CIFAR-10 archive {source}: {error}") from error
+
+
+def _decode(data, source):
+    try:
+        return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+    except tf.errors.InvalidArgumentError as error:
+        raise ValueError(f"Malformed image in {source}: {error.message}") from error
+
+
+def _augment(image, flip, seed):
+    image = tf.cast(image, "float32")
+    height, width = image.shape[0], image.shape[1]
+    image = tf.image.pad_to_bounding_box(image, 4, 4, height + 8, width + 8)
+    image = tf.image.random_crop(image, (height, width, image.shape[-1]), seed=seed)
+    if flip:
+        image = tf.image.random_flip_left_right(image, seed=seed)
+    return image
