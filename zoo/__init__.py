@@ -1,14 +1,17 @@
 """A zoo of dynamic-width networks: one model, any compute ratio in (0, 1]."""
 
-from zoo import layers, profiles
+from zoo import datasets, layers, profiles
 from zoo.batchnorm import calibrate_batchnorm
 from zoo.cost import cost, static_cost
 from zoo.dynamic_model import DynamicModel
+from zoo.evaluation import evaluate_ratios
 from zoo.models import build, list_models
 from zoo.subnet import extract_subnet
 
 __all__ = [
     "DynamicModel",
+    "datasets",
+    "evaluate_ratios",
     "build",
     "calibrate_batchnorm",
     "cost",
