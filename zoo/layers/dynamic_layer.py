@@ -67,7 +67,7 @@ class DynamicLayer(keras.layers.Layer):
     def gamma_values(self):
         """Gamma as a NumPy vector over all input channels, or `None`."""
         if self.gamma is not None:
-            return keras.ops.convert_to_numpy(self.gamma)
+            return self.gamma.numpy()
         if self._fixed_gamma is not None:
             return self._fixed_gamma.numpy()
         return None
@@ -146,4 +146,4 @@ class DynamicLayer(keras.layers.Layer):
 
 def sliced_numpy(variable, *slices):
     """NumPy copy of a weight restricted to `slices`."""
-    return np.asarray(keras.ops.convert_to_numpy(variable))[slices]
+    return np.asarray(variable.numpy())[slices]

@@ -1,0 +1,27 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from zoo import cli
+
+
+def test_main_job_smoke(tmp_path, capsys):
+    path = str(tmp_path / "mlp.keras")
+    cli.main(["train", "--epochs", "2", "--ratios", "1.0,0.5", "--output", path])
+    table = capsys.readouterr().out
+    assert "ratio" in table and "latency" in table and "0.50" in table
+    cli.main(["evaluate", path, "--ratios", "0.5"])
+    assert "0.50" in capsys.readouterr().out
+
+
+def test_python_dash_m_zoo_help():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-m", "zoo", "--help"], capture_output=True, text=True, cwd=root)
+    assert result.returncode == 0 and "train" in result.stdout
+
+
+def test_bad_ratios_flag():
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--ratios", "0.5,2"])

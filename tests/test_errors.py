@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+
+BAD_RATIOS = [0.0, -0.5, 1.5, float("nan")]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return zoo.build("mlp", input_shape=(8, 8, 1))
+
+
+@pytest.mark.parametrize("ratio", BAD_RATIOS)
+def test_bad_ratio_raises_naming_compute_ratio(model, ratio):
+    x = np.zeros((2, 8, 8, 1), "float32")
+    with pytest.raises(ValueError, match=r"`compute_ratio` must be in \(0, 1\]"):
+        model(x, compute_ratio=ratio)
+    with pytest.raises(ValueError, match=r"`compute_ratio` must be in \(0, 1\]"):
+        model({"images": x, "compute_ratio": np.array([0.5, ratio], "float32")})
+
+
+@pytest.mark.parametrize("ratio", BAD_RATIOS)
+def test_bad_ratio_raises_in_predict(model, ratio):
+    x = np.zeros((2, 8, 8, 1), "float32")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"compute_ratio` must be in \(0, 1\]"):
+        model.predict({"images": x, "compute_ratio": np.array([0.5, ratio], "float32")}, verbose=0)
+
+
+def test_wrong_image_shape(model):
+    with pytest.raises(ValueError, match=r"expects images of shape \(batch, 8, 8, 1\)"):
+        model(np.zeros((2, 28, 28, 1), "float32"))
+
+
+def test_wrong_ratio_shape(model):
+    x = np.zeros((2, 8, 8, 1), "float32")
+    with pytest.raises(ValueError, match="one ratio per sample"):
+        model({"images": x, "compute_ratio": np.full((3,), 0.5, "float32")})
+    with pytest.raises(ValueError, match=r"shape \(batch,\)"):
+        model({"images": x, "compute_ratio": np.full((2, 2), 0.5, "float32")})
+
+
+def test_unknown_input_key(model):
+    with pytest.raises(ValueError, match="'images' and 'compute_ratio'"):
+        model({"pixels": np.zeros((2, 8, 8, 1))})
+
+
+@pytest.mark.parametrize("function", [zoo.cost, zoo.extract_subnet])
+def test_static_tools_reject_bad_ratios(model, function):
+    with pytest.raises(ValueError, match="compute_ratio"):
+        function(model, 1.2)

@@ -1,0 +1,119 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from conftest import random_images, randomize_batchnorm
+
+SMALL = {
+    "mlp": dict(),
+    "vgg16": dict(width=0.125),
+    "resnet20": dict(width=0.5),
+    "mobilenet": dict(width=0.25),
+}
+RATIOS = [1.0, 0.75, 0.5, 0.3, 0.1]
+
+
+@pytest.fixture(scope="module", params=sorted(SMALL))
+def model(request):
+    keras.utils.set_random_seed(0)
+    model = zoo.build(request.param, profile="linear", **SMALL[request.param])
+    randomize_batchnorm(model)
+    return model
+
+
+def test_list_models():
+    assert zoo.list_models() == ["mlp", "mobilenet", "resnet20", "vgg16"]
+
+
+def test_unknown_model_lists_known_ones():
+    with pytest.raises(ValueError, match="Known models"):
+        zoo.build("alexnet")
+
+
+def test_images_alone_mean_ratio_one(model):
+    x = random_images(model)
+    np.testing.assert_allclose(model(x).numpy(), model(x, compute_ratio=1.0).numpy())
+    ratio = np.ones(len(x), "float32")
+    np.testing.assert_allclose(model({"images": x, "compute_ratio": ratio}).numpy(), model(x).numpy())
+
+
+def test_mixed_batch_equals_per_ratio_runs(model):
+    x = random_images(model, batch=5)
+    ratios = np.array([0.5, 1.0, 0.1, 0.5, 0.75], "float32")
+    mixed = model({"images": x, "compute_ratio": ratios}).numpy()
+    for i, ratio in enumerate(ratios):
+        alone = model(x[i : i + 1], compute_ratio=float(ratio)).numpy()
+        np.testing.assert_allclose(mixed[i], alone[0], rtol=1e-4, atol=1e-4)
+
+
+def test_mixed_batch_in_a_compiled_function(model):
+    x = random_images(model, batch=3)
+    ratios = np.array([0.25, 1.0, 0.25], "float32")
+    forward = tf.function(lambda x, r: model({"images": x, "compute_ratio": r}))
+    np.testing.assert_allclose(
+        forward(x, ratios).numpy()[0], model(x[:1], compute_ratio=0.25).numpy()[0], rtol=1e-4, atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+def test_extract_subnet_equals_dynamic_model(model, ratio):
+    x = random_images(model)
+    subnet = zoo.extract_subnet(model, ratio)
+    assert not any(type(l).__module__.startswith("zoo") for l in subnet._flatten_layers())
+    np.testing.assert_allclose(
+        subnet(x).numpy(), model(x, compute_ratio=ratio).numpy(), rtol=1e-4, atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+def test_cost_matches_count_from_the_subnet(model, ratio):
+    assert zoo.cost(model, ratio) == zoo.static_cost(zoo.extract_subnet(model, ratio))
+
+
+def test_cost_falls_about_quadratically():
+    model = zoo.build("vgg16")
+    full = zoo.cost(model, 1.0)["flops"]
+    assert full == 313_463_808
+    assert 0.24 < zoo.cost(model, 0.5)["flops"] / full < 0.26
+
+
+def test_published_sizes():
+    assert zoo.cost(zoo.build("resnet20"), 1.0)["params"] == 269_722  # 0.27M, He et al.
+    assert zoo.cost(zoo.build("mlp"), 1.0)["flops"] == 784 * 100 + 100 * 100 + 100 * 10
+
+
+def test_keras_round_trip(model, tmp_path):
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)  # no custom_objects needed
+    assert type(loaded) is type(model) and loaded.operating_points == model.operating_points
+    x = random_images(model)
+    for ratio in (1.0, 0.5, 0.2):
+        np.testing.assert_allclose(
+            loaded(x, compute_ratio=ratio).numpy(), model(x, compute_ratio=ratio).numpy(), rtol=1e-6
+        )
+
+
+def test_subnet_saves_and_exports(tmp_path):
+    model = zoo.build("resnet20", width=0.25)
+    randomize_batchnorm(model)
+    subnet = zoo.extract_subnet(model, 0.5)
+    x = random_images(model)
+    expected = model(x, compute_ratio=0.5).numpy()
+    subnet.save(tmp_path / "subnet.keras")
+    # Loading needs no zoo code: only standard layers are inside.
+    reloaded = keras.saving.load_model(tmp_path / "subnet.keras", safe_mode=True)
+    np.testing.assert_allclose(reloaded(x).numpy(), expected, rtol=1e-4, atol=1e-4)
+    subnet.export(str(tmp_path / "saved_model"), verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "saved_model"))
+    np.testing.assert_allclose(served.serve(x).numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_width_and_operating_points_arguments():
+    model = zoo.build("mlp", width=0.5, operating_points=[0.5, 1.0], input_shape=(8, 8, 1), num_classes=3)
+    assert model.hidden[0].units == 50 and model.operating_points == (0.5, 1.0)
+    assert model(np.zeros((2, 8, 8, 1))).shape == (2, 3)

@@ -1,0 +1,136 @@
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from zoo.layers import DynamicBatchNormalization
+
+
+def digits(n=256):
+    x, y = zoo.datasets.load_arrays("digits", "train")
+    return x[:n], y[:n]
+
+
+def compiled(model, learning_rate=3e-3):
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def test_default_plan_is_ratio_one():
+    model = zoo.build("mlp", input_shape=(8, 8, 1))
+    assert model.training_plan == {"ratios": [1.0], "weights": [1.0], "distillation": 0.0}
+
+
+def test_plan_trains_every_ratio():
+    x, y = digits()
+    model = compiled(zoo.build("mlp", input_shape=(8, 8, 1)))
+    model.set_training_plan([1.0, 0.25], distillation=0.5)
+    model.fit(x, y, epochs=15, batch_size=32, verbose=0)
+    accuracy = zoo.evaluate_ratios(model, (x, y), [1.0, 0.25])
+    assert accuracy[1.0] > 0.9 and accuracy[0.25] > 0.8
+
+
+def test_only_ratio_one_leaves_narrow_widths_untrained():
+    x, y = digits()
+    model = compiled(zoo.build("mlp", input_shape=(8, 8, 1)))
+    before = model.hidden[1].kernel.numpy().copy()
+    model.set_training_plan([0.25])
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    after = model.hidden[1].kernel.numpy()
+    # At 0.25 only the first 25x25 block of the 100x100 kernel is used.
+    assert not np.allclose(before[:25, :25], after[:25, :25])
+    np.testing.assert_array_equal(before[25:], after[25:])
+    np.testing.assert_array_equal(before[:, 25:], after[:, 25:])
+
+
+def test_changing_the_plan_between_batches_does_not_retrace():
+    x, y = digits(128)
+    model = compiled(zoo.build("mlp", input_shape=(8, 8, 1)))
+    traces = []
+    train_step = model.train_step
+
+    def counting_train_step(data):
+        traces.append(1)
+        return train_step(data)
+
+    model.train_step = counting_train_step
+    rng = np.random.default_rng(0)
+
+    class ChangePlan(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            size = int(rng.integers(1, 5))
+            self.model.set_training_plan(rng.uniform(0.1, 1.0, size), distillation=rng.uniform())
+
+    # The first fit traces the step (twice: its first trace creates the
+    # optimizer's variables); changing the plan afterwards traces nothing.
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    traced = len(traces)
+    model.fit(x, y, epochs=2, batch_size=16, callbacks=[ChangePlan()], verbose=0)
+    assert len(traces) == traced
+
+
+def test_training_data_must_not_carry_ratios():
+    x, y = digits(32)
+    model = compiled(zoo.build("mlp", input_shape=(8, 8, 1)))
+    with pytest.raises(ValueError, match="training plan"):
+        model.fit({"images": x, "compute_ratio": np.ones(32, "float32")}, y, verbose=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(ratios=[]), "1 to 32 ratios"),
+        (dict(ratios=[1.0, 1.2]), "compute_ratio"),
+        (dict(ratios=[1.0, 0.5], weights=[1.0]), "one weight per ratio"),
+        (dict(ratios=[1.0], distillation=2.0), "distillation"),
+    ],
+)
+def test_bad_plans_are_rejected(kwargs, message):
+    model = zoo.build("mlp", input_shape=(8, 8, 1))
+    with pytest.raises(ValueError, match=message):
+        model.set_training_plan(**kwargs)
+
+
+def test_trainable_profile_stays_non_increasing():
+    x, y = digits(128)
+    profile = zoo.profiles.Profile("linear", trainable=True)
+    model = compiled(zoo.build("mlp", input_shape=(8, 8, 1), profile=profile), learning_rate=0.05)
+    model.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    gamma = model.hidden[1].gamma.numpy()
+    assert not np.allclose(gamma, zoo.profiles.linear(100))
+    assert np.all(np.diff(gamma) <= 1e-7)
+
+
+def test_xla_is_refused_with_a_warning():
+    model = zoo.build("mlp", input_shape=(8, 8, 1))
+    with pytest.warns(UserWarning, match="without XLA"):
+        model.compile(optimizer="adam", loss="mse", jit_compile=True)
+    assert model.jit_compile is False
+
+
+def test_batchnorm_statistics_per_point_and_calibration():
+    x, y = zoo.datasets.load_arrays("digits", "train")
+    model = compiled(zoo.build("resnet20", input_shape=(8, 8, 1), width=0.5, operating_points=[0.25, 1.0]))
+    model.set_training_plan([1.0])
+    model.fit(x, y, epochs=4, batch_size=64, verbose=0)
+    bn = next(l for l in model.dynamic_layers if isinstance(l, DynamicBatchNormalization))
+    # Only the 1.0 row was trained; the 0.25 row still holds its initial values.
+    assert np.all(bn.moving_mean.numpy()[0] == 0)
+    zoo.calibrate_batchnorm(model, x, steps=4)
+    assert not np.all(bn.moving_mean.numpy()[0] == 0)
+    # Calibrated statistics are the exact mean of the batch statistics.
+    batches = [x[i : i + 256] for i in range(0, 1024, 256)]
+    stem = model.stem[0]
+    features = [model.normalize(b) for b in batches]
+    means = [stem(f, compute_ratio=1.0).numpy().mean(axis=(0, 1, 2)) for f in features]
+    np.testing.assert_allclose(bn.moving_mean.numpy()[1], np.mean(means, 0), rtol=1e-3, atol=1e-4)
+
+
+def test_calibration_rejects_ratios_without_statistics():
+    model = zoo.build("resnet20", input_shape=(8, 8, 1), width=0.25, operating_points=[0.5, 1.0])
+    with pytest.raises(ValueError, match="operating points"):
+        zoo.calibrate_batchnorm(model, np.zeros((8, 8, 8, 1)), ratios=[0.3])
