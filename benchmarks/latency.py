@@ -1,0 +1,131 @@
+"""Latency of dynamic width against its static limit and naive masking.
+
+For `mlp`, `vgg16`, `resnet20` and `mobilenet` (untrained; latency does not
+depend on the weights), at ratios 1.0, 0.75, 0.5, 0.25 and batch sizes 1 and
+64, in one run on this CPU:
+
+- **dynamic**: the zoo model, ratio given as a tensor input (one compiled
+  function serves every ratio);
+- **static**: `zoo.extract_subnet` at that ratio, a plain Keras model with
+  sliced weights: the limit slicing can reach;
+- **masked**: the naive approach: the full-width network whose cut channels
+  are multiplied by zero after every layer.
+
+Each time is the median of repeated calls of a `tf.function` (after warm-up),
+result fetched. Usage: `python benchmarks/latency.py [--quick]`.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import zoo  # noqa: E402
+from benchmarks.common import machine, write_results  # noqa: E402
+from zoo.latency import inference_function, time_call  # noqa: E402
+from zoo.layers import DynamicLayer  # noqa: E402
+
+MODELS = {"mlp": dict(), "vgg16": dict(), "resnet20": dict(), "mobilenet": dict()}
+RATIOS = (1.0, 0.75, 0.5, 0.25)
+BATCHES = (1, 64)
+
+
+def masked_function(model):
+    """Full-width forward pass with the channels beyond the ratio zeroed."""
+
+    def apply(layer, x):
+        if not isinstance(layer, DynamicLayer):
+            return layer(x)
+        y = layer(x, compute_ratio=1.0)
+        if not layer.cut_outputs:
+            return y
+        channels = y.shape[-1]
+        width = tf.cast(tf.math.ceil(apply.ratio * channels - 1e-3), "int32")
+        keep = tf.cast(tf.range(channels) < width, y.dtype)
+        return y * keep
+
+    @tf.function
+    def forward(images, ratio):
+        apply.ratio = ratio[0]
+        return model.forward(images, apply)
+
+    return forward
+
+
+def repeats_for(seconds_per_call):
+    return int(np.clip(2.0 / max(seconds_per_call, 1e-4), 10, 200))
+
+
+def measure(function, *args):
+    first = time_call(function, *args, repeats=3, warmup=2)
+    return time_call(function, *args, repeats=repeats_for(first), warmup=2)
+
+
+def benchmark_model(name, kwargs, ratios, batches):
+    model = zoo.build(name, **kwargs)
+    dynamic, masked = inference_function(model), masked_function(model)
+    rows = []
+    for batch in batches:
+        rng = np.random.default_rng(0)
+        images = tf.constant(rng.uniform(0, 255, (batch,) + model.image_shape).astype("float32"))
+        for ratio in ratios:
+            subnet = zoo.extract_subnet(model, ratio)
+            static = tf.function(lambda x: subnet(x, training=False))
+            ratio_tensor = tf.fill([batch], float(ratio))
+            row = {
+                "model": name,
+                "batch": batch,
+                "ratio": ratio,
+                "flops": zoo.cost(model, ratio)["flops"],
+                "dynamic_ms": 1000 * measure(dynamic, images, ratio_tensor),
+                "static_ms": 1000 * measure(static, images),
+                "masked_ms": 1000 * measure(masked, images, ratio_tensor),
+            }
+            rows.append(row)
+            print(
+                f"{name:>9} b={batch:<3} r={ratio:<4} dynamic {row['dynamic_ms']:8.3f} ms  "
+                f"static {row['static_ms']:8.3f} ms  masked {row['masked_ms']:8.3f} ms",
+                flush=True,
+            )
+    for row in rows:
+        full = next(r for r in rows if r["batch"] == row["batch"] and r["ratio"] == 1.0)
+        row["dynamic_over_static"] = row["dynamic_ms"] / row["static_ms"]
+        row["dynamic_vs_full"] = row["dynamic_ms"] / full["dynamic_ms"]
+    return rows
+
+
+def markdown(rows):
+    lines = [
+        "| model | batch | ratio | mult-adds | dynamic (ms) | static sub-net (ms) | masked (ms) | dynamic / static | dynamic vs ratio 1.0 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['batch']} | {r['ratio']:.2f} | {r['flops'] / 1e6:.2f}M | "
+            f"{r['dynamic_ms']:.3f} | {r['static_ms']:.3f} | {r['masked_ms']:.3f} | "
+            f"{r['dynamic_over_static']:.2f}x | {r['dynamic_vs_full']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="batch 1 and ratio 1.0, 0.5 only; nothing written")
+    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    args = parser.parse_args()
+    ratios, batches = ((1.0, 0.5), (1,)) if args.quick else (RATIOS, BATCHES)
+    rows = []
+    for name in args.models:
+        rows += benchmark_model(name, MODELS[name], ratios, batches)
+    if args.quick:
+        return
+    data = {"benchmark": "latency", "machine": machine(), "rows": rows}
+    write_results("latency", data, markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
