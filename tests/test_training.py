@@ -134,3 +134,20 @@ def test_calibration_rejects_ratios_without_statistics():
     model = zoo.build("resnet20", input_shape=(8, 8, 1), width=0.25, operating_points=[0.5, 1.0])
     with pytest.raises(ValueError, match="operating points"):
         zoo.calibrate_batchnorm(model, np.zeros((8, 8, 8, 1)), ratios=[0.3])
+
+
+def test_inference_never_sees_stale_kernels(tmp_path):
+    x, y = digits(64)
+    model = compiled(zoo.build("mlp", input_shape=(8, 8, 1), hidden_units=(256, 256)))
+    predict = lambda: model.predict({"images": x, "compute_ratio": np.full(64, 0.5, "float32")}, verbose=0)
+    fresh = lambda: zoo.extract_subnet(model, 0.5)(x).numpy()
+    before = predict()  # fills the caches of the 256x256 layer
+    np.testing.assert_allclose(before, fresh(), rtol=1e-4, atol=1e-4)
+    model.fit(x, y, epochs=1, verbose=0)
+    np.testing.assert_allclose(predict(), fresh(), rtol=1e-4, atol=1e-4)
+    model.save_weights(tmp_path / "trained.weights.h5")
+    model.set_weights([w * 0.5 for w in model.get_weights()])
+    np.testing.assert_allclose(predict(), fresh(), rtol=1e-4, atol=1e-4)
+    model.load_weights(tmp_path / "trained.weights.h5")
+    np.testing.assert_allclose(predict(), fresh(), rtol=1e-4, atol=1e-4)
+    assert not np.allclose(predict(), before)

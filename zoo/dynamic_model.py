@@ -12,6 +12,9 @@ from zoo.ratio import RATIO_RANGE, RatioContext, check_ratio
 
 DEFAULT_OPERATING_POINTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 MAX_PLAN_SIZE = 32
+# Progress of training callbacks (current task, best value, sampler step...)
+# lives in this many floats saved with the model; see `callbacks/`.
+TRAINING_STATE_SIZE = 128
 
 
 class DynamicModel(keras.Model):
@@ -99,6 +102,15 @@ class DynamicModel(keras.Model):
         self._plan_distillation = self.add_weight(
             name="plan_distillation", shape=(), initializer="zeros", trainable=False
         )
+        # Not a weight: bumped whenever weights change, so that layers'
+        # inference caches of sliced kernels know when they are stale.
+        object.__setattr__(self, "_weights_version", tf.Variable(0, trainable=False))
+        self.training_state = self.add_weight(
+            name="training_state",
+            shape=(TRAINING_STATE_SIZE,),
+            initializer="zeros",
+            trainable=False,
+        )
 
     # -- architecture helpers -------------------------------------------------
 
@@ -150,6 +162,7 @@ class DynamicModel(keras.Model):
 
     def _run(self, images, context, training):
         context.operating_points = self.operating_points
+        context.weights_version = self._weights_version
 
         def apply(layer, x):
             if isinstance(layer, DynamicLayer):
@@ -320,8 +333,33 @@ class DynamicModel(keras.Model):
             (tf.constant(1), gradients, first_loss),
         )
         self.optimizer.apply_gradients(zip(gradients, variables))
+        self.weights_changed()
         self._loss_tracker.update_state(total, sample_weight=tf.shape(x)[0])
         return self.compute_metrics(x, y, prediction, sample_weight=sample_weight)
+
+    def weights_changed(self):
+        """Marks cached sliced kernels stale.
+
+        `fit`, `set_weights` and `load_weights` call it; a custom training
+        loop or a direct `assign` to a kernel must call it too.
+        """
+        self._weights_version.assign_add(1)
+
+    def fit(self, *args, **kwargs):
+        try:
+            return super().fit(*args, **kwargs)
+        finally:
+            # An optimizer with EMA swaps weights in at the end of `fit`.
+            self.weights_changed()
+
+    def set_weights(self, weights):
+        super().set_weights(weights)
+        self.weights_changed()
+
+    def load_weights(self, *args, **kwargs):
+        result = super().load_weights(*args, **kwargs)
+        self.weights_changed()
+        return result
 
     @staticmethod
     def _dense(gradients, variables):

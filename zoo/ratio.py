@@ -91,6 +91,9 @@ class RatioContext:
         self.ratio = ratio
         self.sample_ratios = sample_ratios
         self.operating_points = operating_points
+        # Set by `DynamicModel`: a counter bumped whenever weights change,
+        # which keys the layers' inference kernel caches.
+        self.weights_version = None
         self._widths = {}
         self._sample_widths = {}
         self._point_index = {}

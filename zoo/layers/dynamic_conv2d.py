@@ -74,13 +74,20 @@ class DynamicConv2D(DynamicLayer):
             else None
         )
         self._build_profile(self.input_channels)
+        self._build_kernel_cache(math.prod(self.kernel.shape))
 
-    def call(self, inputs, compute_ratio=None):
+    def call(self, inputs, compute_ratio=None, training=None):
         context = self.context(compute_ratio)
         n_in = self.input_width(context, self.input_channels)
         n_out = self.output_width(context, self.filters)
         x = self.keep_sample_channels(inputs[..., :n_in], context, self.input_channels)
-        kernel = self.scale_input_channels(self.kernel[:, :, :n_in, :n_out], n_in)
+        kernel = self.inference_kernel(
+            context,
+            training,
+            n_in,
+            n_out,
+            lambda: self.scale_input_channels(self.kernel[:, :, :n_in, :n_out], n_in),
+        )
         y = tf.nn.conv2d(x, kernel, strides=self.strides, padding=self.padding.upper())
         if self.use_bias:
             y = tf.nn.bias_add(y, self.bias[:n_out])

@@ -8,6 +8,11 @@ from zoo import profiles as profiles_lib
 from zoo.profiles import CumulativeMinimum
 from zoo.ratio import RatioContext, channel_width
 
+# Kernels with at least this many weights keep their last sliced block for
+# inference (see `DynamicLayer.inference_kernel`); smaller ones are cheaper
+# to slice than to look up.
+KERNEL_CACHE_MIN_SIZE = 16384
+
 
 class DynamicLayer(keras.layers.Layer):
     """A layer that computes only the first channels its compute ratio keeps.
@@ -48,6 +53,7 @@ class DynamicLayer(keras.layers.Layer):
         self.profile = profiles_lib.get(profile)
         self._fixed_gamma = None
         self.gamma = None
+        self._kernel_cache = None
 
     def _build_profile(self, input_channels):
         """Creates gamma over `input_channels`, as a weight if it trains."""
@@ -118,6 +124,44 @@ class DynamicLayer(keras.layers.Layer):
             [tf.shape(keep)[:1], tf.ones([x.shape.rank - 2], "int32"), [n]], 0
         )
         return x * tf.reshape(keep, keep_shape)
+
+    def _build_kernel_cache(self, kernel_size):
+        """Untracked variables holding the last sliced kernel and its key."""
+        if kernel_size < KERNEL_CACHE_MIN_SIZE or not tf.executing_eagerly():
+            return
+        cache = (
+            tf.Variable(tf.zeros([0]), shape=tf.TensorShape(None), trainable=False),
+            tf.Variable([-1, -1, -1], dtype="int32", trainable=False),
+        )
+        # Plain attribute: the cache is not a weight and is never saved.
+        object.__setattr__(self, "_kernel_cache", cache)
+
+    def inference_kernel(self, context, training, n_in, n_out, compute):
+        """The sliced, profile-folded kernel, from the cache when it is fresh.
+
+        Slicing a kernel block copies it, and at batch size 1 a large layer
+        is bound by reading its weights, so the copy costs as much as the
+        layer itself. At inference a big layer therefore keeps the last block
+        it sliced, keyed by the widths and by the model's weights version
+        (`DynamicModel` bumps it whenever weights change), and a call at the
+        same widths reads it without copying. Training always slices.
+        """
+        version = context.weights_version
+        if training or version is None or self._kernel_cache is None:
+            return compute()
+        cache, key = self._kernel_cache
+        wanted = tf.stack([tf.cast(n_in, "int32"), tf.cast(n_out, "int32"), version])
+
+        def refresh():
+            value = compute()
+            with tf.control_dependencies(
+                [cache.assign(value, read_value=False), key.assign(wanted, read_value=False)]
+            ):
+                return tf.identity(value)
+
+        kernel = tf.cond(tf.reduce_all(tf.equal(key, wanted)), cache.read_value, refresh)
+        kernel.set_shape(tuple(self.kernel.shape[:-2]) + (None, None))
+        return kernel
 
     @staticmethod
     def context(compute_ratio):
