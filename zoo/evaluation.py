@@ -1,5 +1,8 @@
 """Accuracy of a dynamic model at several operating points."""
 
+import weakref
+
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -7,7 +10,7 @@ from zoo.batches import as_dataset
 from zoo.ratio import check_ratio
 
 
-def evaluate_ratios(model, data, ratios=None, batch_size=256, progress=None):
+def evaluate_ratios(model, data, ratios=None, batch_size=256, progress=None, return_loss=False):
     """Top-1 accuracy at each ratio, in one pass over the data per ratio.
 
     Args:
@@ -17,9 +20,10 @@ def evaluate_ratios(model, data, ratios=None, batch_size=256, progress=None):
         ratios: ratios to evaluate (default: the model's operating points).
         batch_size: batch size for arrays.
         progress: optional `keras.utils.Progbar`, advanced once per ratio.
+        return_loss: also return `{ratio: mean loss}` (the compiled loss).
 
     Returns:
-        `{ratio: accuracy}`.
+        `{ratio: accuracy}`, or `(accuracies, losses)`.
 
     Example:
     >>> zoo.evaluate_ratios(model, (x_test, y_test), [0.25, 0.5, 1.0])
@@ -28,23 +32,44 @@ def evaluate_ratios(model, data, ratios=None, batch_size=256, progress=None):
     check_ratio(ratios)
     dataset = as_dataset(data, batch_size, with_labels=True)
 
-    @tf.function(reduce_retracing=True)
-    def correct(images, labels, ratio):
-        logits = model(images, compute_ratio=ratio, training=False)
-        predicted = tf.argmax(logits, axis=-1, output_type="int32")
-        labels = tf.cast(tf.reshape(labels, [-1]), "int32")
-        return tf.reduce_sum(tf.cast(predicted == labels, "int64")), tf.size(labels)
-
-    results = {}
+    step = _evaluation_step(model)
+    results, losses = {}, {}
     for index, ratio in enumerate(ratios):
-        hits = total = 0
+        hits = total = loss = 0.0
         for images, labels in dataset:
-            h, n = correct(images, labels, tf.constant(ratio, "float32"))
-            hits, total = hits + int(h), total + int(n)
+            h, n, l = step(images, labels, tf.constant(ratio, "float32"))
+            hits, total, loss = hits + float(h), total + float(n), loss + float(l)
         results[float(ratio)] = hits / max(total, 1)
+        losses[float(ratio)] = loss / max(total, 1)
         if progress is not None:
             progress.update(index + 1)
-    return results
+    return (results, losses) if return_loss else results
+
+
+_STEPS = weakref.WeakKeyDictionary()
+
+
+def _evaluation_step(model):
+    """One compiled step per model, reused across calls and ratios."""
+    if model in _STEPS:
+        return _STEPS[model]
+    loss_function = getattr(model, "loss", None)
+    if isinstance(loss_function, str):
+        loss_function = keras.losses.get(loss_function)
+    if not callable(loss_function):
+        loss_function = None
+
+    @tf.function(reduce_retracing=True)
+    def step(images, labels, ratio):
+        logits = model(images, compute_ratio=ratio, training=False)
+        labels = tf.cast(tf.reshape(labels, [-1]), "int32")
+        predicted = tf.argmax(logits, axis=-1, output_type="int32")
+        count = tf.cast(tf.size(labels), "float32")
+        loss = 0.0 if loss_function is None else tf.reduce_mean(loss_function(labels, logits)) * count
+        return tf.reduce_sum(tf.cast(predicted == labels, "float32")), count, loss
+
+    _STEPS[model] = step
+    return step
 
 
 def average_accuracy(results):

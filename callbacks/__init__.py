@@ -1,0 +1,13 @@
+"""Training callbacks for dynamic-width models (each a `keras.callbacks.Callback`)."""
+
+from callbacks.batch_norm_calibration import BatchNormCalibration
+from callbacks.operating_point_logger import OperatingPointLogger
+from callbacks.subnet_sampler import SubnetSampler
+from callbacks.taskwise_early_stopping import TaskwiseEarlyStopping
+
+__all__ = [
+    "BatchNormCalibration",
+    "OperatingPointLogger",
+    "SubnetSampler",
+    "TaskwiseEarlyStopping",
+]

@@ -1,0 +1,54 @@
+"""Callback progress kept in the model's `training_state` variable.
+
+Progress must survive an interruption: `BackupAndRestore` restores the
+model's weights, and `training_state` is one of them. Each callback owns a
+fixed window of it, so windows never move between runs.
+"""
+
+import numpy as np
+
+from zoo.ratio import check_ratio
+
+WINDOWS = {"TaskwiseEarlyStopping": (0, 64), "SubnetSampler": (64, 8), "ProfileScheduler": (72, 8)}
+
+
+class CallbackState:
+    """Reads and writes one callback's floats in `model.training_state`."""
+
+    def __init__(self, model, owner):
+        if not hasattr(model, "training_state"):
+            raise ValueError(
+                f"{owner} needs a zoo.DynamicModel (built with zoo.build); got {type(model).__name__}."
+            )
+        self.model = model
+        self.start, self.size = WINDOWS[owner]
+
+    def __getitem__(self, index):
+        return float(self.model.training_state.numpy()[self.start + index])
+
+    def __setitem__(self, index, value):
+        values = self.model.training_state.numpy().copy()
+        values[self.start + index] = value
+        self.model.training_state.assign(values)
+
+    def reset(self):
+        values = self.model.training_state.numpy().copy()
+        values[self.start : self.start + self.size] = 0.0
+        self.model.training_state.assign(values)
+
+
+def check_ratio_list(ratios, argument="ratios"):
+    """Sorted (descending) distinct ratios, or a clear error."""
+    ratios = [float(r) for r in np.atleast_1d(ratios)] if ratios is not None else []
+    if not ratios:
+        raise ValueError(f"`{argument}` is empty: give at least one ratio in (0, 1].")
+    try:
+        check_ratio(ratios)
+    except ValueError as error:
+        raise ValueError(f"`{argument}`: {error}") from None
+    return sorted(set(ratios), reverse=True)
+
+
+def format_ratio(ratio):
+    """The ratio as it appears in log keys: `val_accuracy@0.25`."""
+    return str(float(ratio))

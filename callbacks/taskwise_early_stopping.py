@@ -1,0 +1,212 @@
+"""TESLA: task-wise early stopping and loss aggregation."""
+
+import keras
+import numpy as np
+
+from callbacks.state import CallbackState, check_ratio_list
+from zoo.evaluation import evaluate_ratios
+
+# Window layout in `training_state` (see callbacks/state.py).
+TASK, BEST, WAIT, ROUND, STEP, STARTED = range(6)
+PER_TASK = 8  # random order: best at PER_TASK + k, wait at PER_TASK + MAX_TASKS + k
+MAX_TASKS = 28
+
+
+class TaskwiseEarlyStopping(keras.callbacks.Callback):
+    """Trains operating points as tasks, widest first, each until it stops improving.
+
+    TESLA (Chang et al., 2018). Task `k` is the `k`-th ratio in descending
+    order. Training on task `k` minimises the aggregated loss
+    `A_k = alpha * A_{k-1} + (1 - alpha) * L_k` (with `A_0 = L_0`), so the
+    earlier, wider tasks stay in the objective; no weight is frozen. After
+    every round (an epoch, or `steps_per_round` batches) the validation
+    accuracy at the current task's ratio is measured; after `patience`
+    rounds without improvement the next task starts, and after the last
+    task training stops.
+
+    With `order="random"` (R-TESLA) each round draws a task from
+    `distribution` and minimises its aggregated loss; a task that has not
+    improved for `patience` of its own rounds is finished and no longer
+    drawn, and training stops when all are.
+
+    Progress (task, best value, wait count, rounds) lives in the model's
+    `training_state`, so `BackupAndRestore` resumes on the same task.
+
+    Args:
+        ratios: the tasks' ratios (sorted descending).
+        validation_data: `(images, labels)` or a batched `tf.data.Dataset`.
+        patience: rounds without improvement before moving on.
+        alpha: aggregation coefficient in [0, 1).
+        aggregation: `"exponential"` (the formula above) or `"sum"` (every
+            reached task with weight 1, TESLA's CNN variant).
+        order: `"descending"` (TESLA) or `"random"` (R-TESLA).
+        distribution: probabilities of the tasks for `order="random"`
+            (default uniform).
+        steps_per_round: batches per round (default: one epoch).
+        min_delta: smallest accuracy gain that counts as an improvement.
+        seed: seed of R-TESLA's draws.
+        verbose: print task switches.
+
+    Example:
+    >>> model.fit(x, y, epochs=100, callbacks=[
+    ...     callbacks.TaskwiseEarlyStopping([1.0, 0.5, 0.25], validation_data=(xv, yv), patience=2)])
+    """
+
+    def __init__(
+        self,
+        ratios,
+        validation_data,
+        patience=2,
+        alpha=0.5,
+        aggregation="exponential",
+        order="descending",
+        distribution=None,
+        steps_per_round=None,
+        min_delta=0.0,
+        seed=0,
+        verbose=0,
+    ):
+        super().__init__()
+        self.ratios = check_ratio_list(ratios)
+        if len(self.ratios) > MAX_TASKS:
+            raise ValueError(f"At most {MAX_TASKS} tasks; got {len(self.ratios)}.")
+        if validation_data is None:
+            raise ValueError("`validation_data` is required: rounds end by measuring it.")
+        if not 0.0 <= alpha < 1.0:
+            raise ValueError(f"`alpha` must be in [0, 1); got {alpha}.")
+        if aggregation not in ("exponential", "sum"):
+            raise ValueError(f"`aggregation` must be 'exponential' or 'sum'; got {aggregation!r}.")
+        if order not in ("descending", "random"):
+            raise ValueError(f"`order` must be 'descending' or 'random'; got {order!r}.")
+        if int(patience) < 1:
+            raise ValueError(f"`patience` must be at least 1; got {patience}.")
+        if steps_per_round is not None and int(steps_per_round) < 1:
+            raise ValueError(f"`steps_per_round` must be at least 1; got {steps_per_round}.")
+        self.validation_data = validation_data
+        self.patience = int(patience)
+        self.alpha = float(alpha)
+        self.aggregation = aggregation
+        self.order = order
+        self.distribution = self._check_distribution(distribution)
+        self.steps_per_round = steps_per_round
+        self.min_delta = float(min_delta)
+        self.seed = int(seed)
+        self.verbose = verbose
+
+    def _check_distribution(self, distribution):
+        if distribution is None:
+            return np.full(len(self.ratios), 1.0 / len(self.ratios))
+        distribution = np.asarray(distribution, "float64")
+        if distribution.shape != (len(self.ratios),) or np.any(distribution < 0) or distribution.sum() <= 0:
+            raise ValueError(
+                f"`distribution` needs one non-negative probability per task ({len(self.ratios)})."
+            )
+        return distribution / distribution.sum()
+
+    # -- loss aggregation --------------------------------------------------
+
+    def task_weights(self, task):
+        """Loss weights of tasks `0..task` in `A_task` (they sum to 1)."""
+        if self.aggregation == "sum":
+            return [1.0] * (task + 1)
+        weights = [self.alpha**task]
+        weights += [(1 - self.alpha) * self.alpha ** (task - j) for j in range(1, task + 1)]
+        return weights
+
+    def _set_plan(self, task):
+        weights = self.task_weights(task)
+        # The current task goes first: `fit` reports its metrics.
+        order = [task] + list(range(task))
+        self.model.set_training_plan([self.ratios[j] for j in order], [weights[j] for j in order])
+
+    # -- rounds ------------------------------------------------------------
+
+    @property
+    def current_task(self):
+        return int(self.state[TASK])
+
+    @property
+    def current_ratio(self):
+        return self.ratios[min(self.current_task, len(self.ratios) - 1)]
+
+    def on_train_begin(self, logs=None):
+        self.state = CallbackState(self.model, type(self).__name__)
+        if not self.state[STARTED]:
+            self.state.reset()
+            self.state[STARTED] = 1
+            self.state[BEST] = -np.inf
+            if self.order == "random":
+                for k in range(len(self.ratios)):
+                    self.state[PER_TASK + k] = -np.inf
+                self.state[TASK] = self._draw()
+        self._set_plan(self.current_task)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Again here: `BackupAndRestore` may have restored the state after
+        # this callback's `on_train_begin` ran.
+        self._set_plan(self.current_task)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.steps_per_round is None:
+            return
+        self.state[STEP] = self.state[STEP] + 1
+        if self.state[STEP] >= self.steps_per_round:
+            self.state[STEP] = 0
+            self._end_round(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.steps_per_round is None:
+            self._end_round(logs)
+        if logs is not None:
+            logs["tesla_task_ratio"] = self.current_ratio
+
+    def _end_round(self, logs):
+        task = self.current_task
+        accuracy = evaluate_ratios(self.model, self.validation_data, [self.ratios[task]])[self.ratios[task]]
+        self.state[ROUND] = self.state[ROUND] + 1
+        if self.order == "random":
+            self._end_random_round(task, accuracy)
+        else:
+            self._end_descending_round(task, accuracy)
+
+    def _improved(self, accuracy, best_index, wait_index):
+        if accuracy > self.state[best_index] + self.min_delta:
+            self.state[best_index] = accuracy
+            self.state[wait_index] = 0
+            return
+        self.state[wait_index] = self.state[wait_index] + 1
+
+    def _end_descending_round(self, task, accuracy):
+        self._improved(accuracy, BEST, WAIT)
+        if self.state[WAIT] < self.patience:
+            return
+        self._log(f"task {task} (ratio {self.ratios[task]}) done: best {self.state[BEST]:.4f}")
+        if task + 1 >= len(self.ratios):
+            self.model.stop_training = True
+            return
+        self.state[TASK], self.state[BEST], self.state[WAIT] = task + 1, -np.inf, 0
+        self._set_plan(task + 1)
+
+    def _end_random_round(self, task, accuracy):
+        self._improved(accuracy, PER_TASK + task, PER_TASK + MAX_TASKS + task)
+        if not self._open_tasks():
+            self.model.stop_training = True
+            return
+        self.state[TASK] = self._draw()
+        self._set_plan(self.current_task)
+
+    def _open_tasks(self):
+        return [
+            k for k in range(len(self.ratios)) if self.state[PER_TASK + MAX_TASKS + k] < self.patience
+        ]
+
+    def _draw(self):
+        """Draws a task from (seed, round): resumable without saving an RNG."""
+        open_tasks = self._open_tasks()
+        p = self.distribution[open_tasks] / self.distribution[open_tasks].sum()
+        rng = np.random.default_rng([self.seed, int(self.state[ROUND])])
+        return int(rng.choice(open_tasks, p=p))
+
+    def _log(self, message):
+        if self.verbose:
+            print(f"TaskwiseEarlyStopping: {message}")
