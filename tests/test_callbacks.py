@@ -3,6 +3,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import callbacks
 import zoo
@@ -199,8 +200,8 @@ def test_logger_tensorboard_runs_read_back(data, tmp_path):
     assert {"r=1.0", "r=0.5", "r=0.25"} <= set(runs.Runs())
     events = runs.Tensors("r=0.25", "operating_point/accuracy")
     assert [e.step for e in events] == [0, 1]
-    mult_adds = runs.Tensors("r=0.25", "operating_point/mult_adds")[0].tensor_proto.float_val[0]
-    assert mult_adds == zoo.cost(model, 0.25)["flops"]
+    mult_adds = tf.make_ndarray(runs.Tensors("r=0.25", "operating_point/mult_adds")[0].tensor_proto)
+    assert float(mult_adds) == zoo.cost(model, 0.25)["flops"]
     root = runs.Runs()["."]
     assert "accuracy_vs_mult_adds" in root["tensors"]
     assert "custom_scalars__config__" in root["tensors"] and "_hparams_/session_start_info" in root["tensors"]

@@ -43,6 +43,10 @@ class DynamicModel(keras.Model):
     callback the plan is ratio 1.0 alone: plain IDP training. The metrics
     that `fit` reports are those of the plan's first ratio.
 
+    **Training state.** `training_state` is a vector of floats saved with
+    the weights where training callbacks keep their progress, so that
+    `BackupAndRestore` resumes them where they were.
+
     **No XLA.** Widths are data (a tensor), so every new width is a new
     shape; XLA would compile the step again for each one. These models
     therefore always compile with `jit_compile=False`.
