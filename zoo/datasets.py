@@ -172,17 +172,15 @@ def _mnist(split, data_dir):
 def _read_npz(path, keys):
     try:
         with np.load(path) as data:
-            missing = [k for k in keys if k not in data.files]
-            if missing:
-                raise ValueError(
-                    f"Malformed dataset file {path}: missing arrays {missing}; "
-                    f"expected {list(keys)}."
-                )
-            return {k: data[k] for k in keys}
+            files, arrays = data.files, {k: data[k] for k in keys if k in data.files}
     except (OSError, EOFError, ValueError) as error:
-        if "Malformed" in str(error):
-            raise
         raise ValueError(f"Malformed dataset file {path}: {error}") from error
+    missing = [k for k in keys if k not in files]
+    if missing:
+        raise ValueError(
+            f"Malformed dataset file {path}: missing arrays {missing}; expected {list(keys)}."
+        )
+    return arrays
 
 
 def _cifar10(split, data_dir):
