@@ -22,7 +22,7 @@ def machine():
     }
 
 
-def write_results(name, data, markdown):
+def write_results(name, data, markdown, readme=True):
     """Writes `results/<name>.json` and `results/<name>.md`, then the README."""
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"{name}.json"), "w") as file:
@@ -30,7 +30,8 @@ def write_results(name, data, markdown):
         file.write("\n")
     with open(os.path.join(RESULTS, f"{name}.md"), "w") as file:
         file.write(markdown)
-    embed_in_readme(name, markdown)
+    if readme:
+        embed_in_readme(name, markdown)
 
 
 def embed_in_readme(name, markdown):

@@ -2,12 +2,14 @@
 
 from callbacks.batch_norm_calibration import BatchNormCalibration
 from callbacks.operating_point_logger import OperatingPointLogger
+from callbacks.profile_scheduler import ProfileScheduler
 from callbacks.subnet_sampler import SubnetSampler
 from callbacks.taskwise_early_stopping import TaskwiseEarlyStopping
 
 __all__ = [
     "BatchNormCalibration",
     "OperatingPointLogger",
+    "ProfileScheduler",
     "SubnetSampler",
     "TaskwiseEarlyStopping",
 ]

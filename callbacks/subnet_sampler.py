@@ -3,9 +3,10 @@
 import keras
 import numpy as np
 
+import zoo
 from callbacks.state import CallbackState, check_ratio_list
 
-STEP = 0
+STEP, REORDERED = range(2)
 
 
 class SubnetSampler(keras.callbacks.Callback):
@@ -18,6 +19,13 @@ class SubnetSampler(keras.callbacks.Callback):
       trains the widest and the narrowest ratio and `num_ratios - 2` random
       ones, the narrower ones distilled in place from the widest's soft
       output (`distillation`).
+
+    - **Non-uniform sub-nets** (`nonuniform=True`, Yang and Fan; chain
+      models such as mlp, vgg16, mobilenet): every draw gives each width
+      group (`zoo.width_groups`) its own ratio. Before the first step the
+      channels are reordered by importance (`reorder`, the norm of their
+      weights, see `zoo.reorder_channels`), once per model, so that the
+      channels each group keeps are its most important ones.
 
     Draws depend only on `seed` and a step counter kept in the model's
     `training_state`, so a run resumed under `BackupAndRestore` draws the
@@ -32,6 +40,9 @@ class SubnetSampler(keras.callbacks.Callback):
         distillation: in-place distillation weight in [0, 1] for the
             sandwich rule.
         seed: seed of the draws.
+        nonuniform: draw a ratio per width group.
+        reorder: `"l1"`, `"l2"` or `None`: importance reordering before
+            non-uniform training.
 
     Example:
     >>> callbacks.SubnetSampler(ratio_range=(0.1, 1.0), sandwich=True, num_ratios=4)
@@ -46,6 +57,8 @@ class SubnetSampler(keras.callbacks.Callback):
         num_ratios=4,
         distillation=1.0,
         seed=0,
+        nonuniform=False,
+        reorder="l1",
     ):
         super().__init__()
         if (ratios is None) == (ratio_range is None):
@@ -71,6 +84,10 @@ class SubnetSampler(keras.callbacks.Callback):
         self.num_ratios = int(num_ratios)
         self.distillation = float(distillation)
         self.seed = int(seed)
+        if reorder not in ("l1", "l2", None):
+            raise ValueError(f"`reorder` must be 'l1', 'l2' or None; got {reorder!r}.")
+        self.nonuniform = bool(nonuniform)
+        self.reorder = reorder
 
     def sample(self, step):
         """The ratios trained at `step` (widest first under the sandwich rule)."""
@@ -80,6 +97,14 @@ class SubnetSampler(keras.callbacks.Callback):
         middle = sorted((self._draw(rng) for _ in range(self.num_ratios - 2)), reverse=True)
         return [self.high] + middle + [self.low]
 
+    def sample_layers(self, step, groups):
+        """Per-group ratios of each sub-net trained at `step` (non-uniform)."""
+        rng = np.random.default_rng([self.seed, int(step)])
+        if not self.sandwich:
+            return [[self._draw(rng) for _ in range(groups)]]
+        middle = [[self._draw(rng) for _ in range(groups)] for _ in range(self.num_ratios - 2)]
+        return [[self.high] * groups] + middle + [[self.low] * groups]
+
     def _draw(self, rng):
         if self.ratios is not None:
             return float(rng.choice(self.ratios))
@@ -87,12 +112,21 @@ class SubnetSampler(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.state = CallbackState(self.model, type(self).__name__)
+        if self.nonuniform:
+            zoo.width_groups(self.model)  # a clear error for non-chain models
+            if self.reorder and not self.state[REORDERED]:
+                zoo.reorder_channels(self.model, self.reorder)
+                self.state[REORDERED] = 1
 
     def _apply(self):
         step = self.state[STEP]
-        ratios = self.sample(step)
         distillation = self.distillation if self.sandwich else 0.0
-        self.model.set_training_plan(ratios, distillation=distillation)
+        if self.nonuniform:
+            layers = self.sample_layers(step, self.model.num_width_groups)
+            ratios = [max(group) for group in layers]
+            self.model.set_training_plan(ratios, distillation=distillation, layer_ratios=layers)
+        else:
+            self.model.set_training_plan(self.sample(step), distillation=distillation)
         self.state[STEP] = step + 1
 
     def on_train_batch_begin(self, batch, logs=None):

@@ -7,7 +7,7 @@ from callbacks.state import CallbackState, check_ratio_list
 from zoo.evaluation import evaluate_ratios
 
 # Window layout in `training_state` (see callbacks/state.py).
-TASK, BEST, WAIT, ROUND, STEP, STARTED = range(6)
+TASK, BEST, WAIT, ROUND, STEP, STARTED, PHASE, PENDING = range(8)
 PER_TASK = 8  # random order: best at PER_TASK + k, wait at PER_TASK + MAX_TASKS + k
 MAX_TASKS = 28
 
@@ -29,6 +29,12 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
     improved for `patience` of its own rounds is finished and no longer
     drawn, and training stops when all are.
 
+    With `alternate_profile=True` (TESLA's ATP, for a model built with a
+    trainable profile) rounds alternate between updating the weights
+    (profile fixed) and updating the profile (weights fixed) at
+    `profile_learning_rate_factor` times the learning rate; the profile's
+    weight constraint projects it back to non-increasing after each update.
+
     Progress (task, best value, wait count, rounds) lives in the model's
     `training_state`, so `BackupAndRestore` resumes on the same task.
 
@@ -45,6 +51,8 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
         steps_per_round: batches per round (default: one epoch).
         min_delta: smallest accuracy gain that counts as an improvement.
         seed: seed of R-TESLA's draws.
+        alternate_profile: alternate weight and profile rounds (ATP).
+        profile_learning_rate_factor: learning-rate factor of profile rounds.
         verbose: print task switches.
 
     Example:
@@ -64,6 +72,8 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
         steps_per_round=None,
         min_delta=0.0,
         seed=0,
+        alternate_profile=False,
+        profile_learning_rate_factor=0.5,
         verbose=0,
     ):
         super().__init__()
@@ -91,6 +101,12 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
         self.steps_per_round = steps_per_round
         self.min_delta = float(min_delta)
         self.seed = int(seed)
+        self.alternate_profile = bool(alternate_profile)
+        if not float(profile_learning_rate_factor) > 0:
+            raise ValueError(
+                f"`profile_learning_rate_factor` must be positive; got {profile_learning_rate_factor}."
+            )
+        self.profile_learning_rate_factor = float(profile_learning_rate_factor)
         self.verbose = verbose
 
     def _check_distribution(self, distribution):
@@ -118,6 +134,8 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
         # The current task goes first: `fit` reports its metrics.
         order = [task] + list(range(task))
         self.model.set_training_plan([self.ratios[j] for j in order], [weights[j] for j in order])
+        if self.alternate_profile:
+            self.model.set_update_group("profile" if self.state[PHASE] else "weights")
 
     # -- rounds ------------------------------------------------------------
 
@@ -139,12 +157,24 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
                 for k in range(len(self.ratios)):
                     self.state[PER_TASK + k] = -np.inf
                 self.state[TASK] = self._draw()
+        if self.alternate_profile:
+            self.model.enable_profile_updates(self.profile_learning_rate_factor)
         self._set_plan(self.current_task)
 
     def on_epoch_begin(self, epoch, logs=None):
         # Again here: `BackupAndRestore` may have restored the state after
         # this callback's `on_train_begin` ran.
+        if self.steps_per_round is None:
+            if self.state[PENDING]:
+                # The backup was taken at an epoch end before this callback
+                # closed that round: close it now, on the same weights.
+                self._end_round(None)
+            self.state[PENDING] = 1
         self._set_plan(self.current_task)
+
+    def on_train_end(self, logs=None):
+        if self.alternate_profile:
+            self.model.set_update_group("all")
 
     def on_train_batch_end(self, batch, logs=None):
         if self.steps_per_round is None:
@@ -157,6 +187,7 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.steps_per_round is None:
             self._end_round(logs)
+            self.state[PENDING] = 0
         if logs is not None:
             logs["tesla_task_ratio"] = self.current_ratio
 
@@ -164,10 +195,14 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
         task = self.current_task
         accuracy = evaluate_ratios(self.model, self.validation_data, [self.ratios[task]])[self.ratios[task]]
         self.state[ROUND] = self.state[ROUND] + 1
+        if self.alternate_profile:
+            self.state[PHASE] = 1 - self.state[PHASE]
         if self.order == "random":
             self._end_random_round(task, accuracy)
         else:
             self._end_descending_round(task, accuracy)
+        if not self.model.stop_training:
+            self._set_plan(self.current_task)
 
     def _improved(self, accuracy, best_index, wait_index):
         if accuracy > self.state[best_index] + self.min_delta:
@@ -185,7 +220,6 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
             self.model.stop_training = True
             return
         self.state[TASK], self.state[BEST], self.state[WAIT] = task + 1, -np.inf, 0
-        self._set_plan(task + 1)
 
     def _end_random_round(self, task, accuracy):
         self._improved(accuracy, PER_TASK + task, PER_TASK + MAX_TASKS + task)
@@ -193,7 +227,6 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
             self.model.stop_training = True
             return
         self.state[TASK] = self._draw()
-        self._set_plan(self.current_task)
 
     def _open_tasks(self):
         return [

@@ -83,7 +83,8 @@ def test_random_order_draws_open_tasks_and_stops(data):
     assert len(drawn) == 6  # each task: one improving round, one flat round
 
 
-def test_backup_and_restore_resumes_on_the_same_task(data, tmp_path):
+@pytest.mark.parametrize("backup_first", [True, False])
+def test_backup_and_restore_resumes_on_the_same_task(data, tmp_path, backup_first):
     x, y = data[0][:16], data[1][:16]
 
     class Interrupt(keras.callbacks.Callback):
@@ -96,7 +97,8 @@ def test_backup_and_restore_resumes_on_the_same_task(data, tmp_path):
         tesla = callbacks.TaskwiseEarlyStopping([1.0, 0.5, 0.25], validation_data=(x, y), patience=1)
         record = RecordPlans()
         backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
-        model.fit(x, y, batch_size=16, epochs=5, callbacks=[backup, tesla, record] + extra, verbose=0)
+        ordered = [backup, tesla] if backup_first else [tesla, backup]
+        model.fit(x, y, batch_size=16, epochs=5, callbacks=ordered + [record] + extra, verbose=0)
         return record
 
     with pytest.raises(RuntimeError, match="interrupted"):
@@ -104,6 +106,8 @@ def test_backup_and_restore_resumes_on_the_same_task(data, tmp_path):
     # Epochs 0-1 ran task 0, epoch 2 task 1; the backup holds the end of epoch 2.
     resumed = run([])
     assert resumed.plans[0]["ratios"][0] == 0.5
+    # Round of epoch 3 (task 1, no gain) switches to task 2 for epoch 4.
+    assert [p["ratios"][0] for p in resumed.plans] == [0.5, 0.25]
 
 
 @pytest.mark.parametrize(
@@ -229,3 +233,226 @@ def test_calibration_restores_accuracy():
     calibration.on_train_end()
     restored = zoo.evaluate_ratios(model, (x, y), [0.5])[0.5]
     assert stale < calibrated - 0.2 and restored == pytest.approx(calibrated, abs=1e-6)
+
+
+# -- ProfileScheduler -----------------------------------------------------------
+
+
+def adam_mlp(**kwargs):
+    model = zoo.build("mlp", input_shape=(8, 8, 1), **kwargs)
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def test_profile_stages_freeze_the_earlier_block_exactly(data):
+    model = adam_mlp(profile="linear", profile_boundaries=(0.3,))
+    record, outputs = RecordPlans(), {}
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                outputs["narrow"] = model(data[0], compute_ratio=0.3).numpy()
+                outputs["middle"] = model.hidden[1].kernel.numpy().copy()
+
+    scheduler = callbacks.ProfileScheduler(stages=[((0.0, 0.3), 2), ((0.3, 1.0), 2)])
+    history = model.fit(*data, batch_size=16, epochs=10, callbacks=[scheduler, record, Snapshot()], verbose=0)
+    assert len(history.history["loss"]) == 4  # the schedule ends training
+    assert history.history["profile_stage"] == [0, 0, 1, 1]
+    assert [p["ratios"][0] for p in record.plans] == pytest.approx([0.3] * 8 + [1.0] * 8)
+    # Stage 2 trained the rest of the middle layer but not its 0.3 block
+    # (Adam's momenta were reset), so the sub-net at 0.3 is unchanged.
+    kernel, before = model.hidden[1].kernel.numpy(), outputs["middle"]
+    np.testing.assert_array_equal(kernel[:30, :30], before[:30, :30])
+    assert np.abs(kernel[30:, :] - before[30:, :]).max() > 0
+    np.testing.assert_array_equal(model(data[0], compute_ratio=0.3).numpy(), outputs["narrow"])
+    assert model.frozen_ratio == 0.0
+
+
+def test_multi_profile_layers_follow_the_ratio(data):
+    model = adam_mlp(profile_boundaries=(0.3,))
+    first = model.hidden[0]
+    assert isinstance(first, zoo.layers.ProfileBranches) and len(first.branches) == 2
+    x = data[0][:4]
+    branch0 = first.branches[0](x.reshape(4, -1) / 255.0, compute_ratio=0.2)
+    branch1 = first.branches[1](x.reshape(4, -1) / 255.0, compute_ratio=0.2)
+    np.testing.assert_allclose(first(x.reshape(4, -1) / 255.0, compute_ratio=0.2), branch0)
+    assert not np.allclose(branch0, branch1)
+    mixed = np.array([0.2, 0.8, 0.2, 0.8], "float32")
+    together = model({"images": x, "compute_ratio": mixed}).numpy()
+    alone = [model(x[i : i + 1], compute_ratio=float(r)).numpy()[0] for i, r in enumerate(mixed)]
+    np.testing.assert_allclose(together, np.stack(alone), atol=1e-5)
+    assert zoo.cost(model, 0.2)["flops"] == zoo.cost(adam_mlp(), 0.2)["flops"]
+
+
+def test_multi_profile_model_saves_and_extracts(data, tmp_path):
+    model = adam_mlp(profile_boundaries=(0.3, 0.6))
+    path = str(tmp_path / "mp.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    for ratio in (0.2, 0.5, 1.0):
+        expected = model(data[0][:8], compute_ratio=ratio).numpy()
+        np.testing.assert_allclose(loaded(data[0][:8], compute_ratio=ratio), expected, atol=1e-6)
+        np.testing.assert_allclose(zoo.extract_subnet(model, ratio)(data[0][:8]), expected, atol=1e-5)
+
+
+def test_random_keep_ratio_and_curriculum(data):
+    keep = callbacks.ProfileScheduler(random_keep_ratio=0.1, min_ratio=0.05)
+    draws = np.array([keep.keep_ratio(step) for step in range(2000)])
+    assert draws.min() >= 0.05 and draws.max() <= 1.0
+    assert 1.0 - draws.mean() == pytest.approx(0.1, abs=0.01)  # E[X] = scale
+    model, record = adam_mlp(), RecordPlans()
+    curriculum = callbacks.ProfileScheduler(curriculum=[1.0, 0.5, 0.25], epochs_per_stage=1, seed=2)
+    model.fit(*data, batch_size=8, epochs=3, callbacks=[curriculum, record], verbose=0)
+    per_epoch = [{p["ratios"][0] for p in record.plans[i : i + 8]} for i in (0, 8, 16)]
+    assert per_epoch[0] == {1.0} and per_epoch[1] <= {1.0, 0.5} and 0.25 in per_epoch[2]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(), "exactly one"),
+        (dict(stages=[]), "empty"),
+        (dict(stages=[((0.0, 0.5), 2), ((0.4, 1.0), 2)]), "overlaps"),
+        (dict(stages=[((0.0, 0.3), 2), ((0.5, 1.0), 2)]), "gap"),
+        (dict(stages=[((0.1, 0.5), 2)]), "start at 0"),
+        (dict(stages=[((0.0, 1.5), 2)]), "0 <= low < high <= 1"),
+        (dict(stages=[(0.5, 2)]), r"\(\(low, high\), epochs\)"),
+        (dict(curriculum=[0.5, 1.0]), "wide to narrow"),
+        (dict(curriculum=[1.0, 0.0]), r"\(0, 1\]"),
+        (dict(random_keep_ratio=-1.0), "positive"),
+    ],
+)
+def test_profile_scheduler_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        callbacks.ProfileScheduler(**kwargs)
+
+
+def test_profile_schedule_resumes_under_backup_and_restore(data, tmp_path):
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 3:
+                raise RuntimeError("interrupted")
+
+    def run(extra):
+        model, record = adam_mlp(profile_boundaries=(0.5,)), RecordPlans()
+        scheduler = callbacks.ProfileScheduler(stages=[((0.0, 0.5), 2), ((0.5, 1.0), 3)])
+        backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+        model.fit(*data, batch_size=16, epochs=10, callbacks=[backup, scheduler, record] + extra, verbose=0)
+        return model, record
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run([Interrupt()])
+    model, record = run([])
+    assert len(record.plans) == 2 * 4  # epochs 3 and 4 of the schedule
+    assert {p["ratios"][0] for p in record.plans} == {1.0}
+
+
+def test_freezing_and_update_groups_do_not_retrace(data):
+    model = adam_mlp(profile=zoo.profiles.Profile("linear", trainable=True))
+    model.enable_profile_updates()
+    traces = []
+    step = model.train_step
+    model.train_step = lambda d: (traces.append(1), step(d))[1]
+    model.fit(*data, batch_size=16, epochs=1, verbose=0)
+    traced = len(traces)
+    for ratio, group in ((0.5, "weights"), (0.25, "profile"), (0.0, "all")):
+        model.freeze_channels(ratio)
+        model.set_update_group(group)
+        model.fit(*data, batch_size=16, epochs=1, verbose=0)
+    assert len(traces) == traced
+
+
+# -- TESLA's trainable profile (ATP) ----------------------------------------------
+
+
+def test_atp_alternates_weight_and_profile_rounds(data):
+    model = adam_mlp(profile=zoo.profiles.Profile("linear", trainable=True))
+    snapshots = []
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            profile = [v.numpy().copy() for v in model.profile_variables]
+            kernel = model.hidden[1].kernel.numpy().copy()
+            snapshots.append((profile, kernel))
+
+    tesla = callbacks.TaskwiseEarlyStopping(
+        [1.0, 0.5], validation_data=data, patience=5, alternate_profile=True
+    )
+    model.fit(*data, batch_size=16, epochs=4, callbacks=[tesla, Snapshot()], verbose=0)
+    changed = []
+    for (p0, k0), (p1, k1) in zip(snapshots, snapshots[1:]):
+        changed.append((any(np.abs(a - b).max() > 0 for a, b in zip(p0, p1)), np.abs(k1 - k0).max() > 0))
+    # Epoch 0 trained weights; then profile, weights, profile: never both.
+    assert changed == [(True, False), (False, True), (True, False)]
+    for gamma in model.profile_variables:
+        assert np.all(np.diff(gamma.numpy()) <= 0)  # projected to non-increasing
+    assert model._update_group.numpy() == 0  # back to "all" after training
+
+
+def test_atp_needs_a_trainable_profile(data):
+    tesla = callbacks.TaskwiseEarlyStopping([1.0, 0.5], validation_data=data, alternate_profile=True)
+    with pytest.raises(ValueError, match="trainable profile"):
+        adam_mlp().fit(*data, epochs=1, callbacks=[tesla], verbose=0)
+
+
+# -- Non-uniform sub-nets ---------------------------------------------------------
+
+
+def test_reordering_keeps_the_full_width_function(data):
+    model = adam_mlp(profile="linear", profile_boundaries=(0.5,))
+    model.fit(*data, batch_size=16, epochs=1, verbose=0)
+    before = model(data[0]).numpy()
+    permutations = zoo.reorder_channels(model)
+    np.testing.assert_allclose(model(data[0]), before, atol=1e-4)
+    # The first hidden layer's channels now come by decreasing L1 norm.
+    norms = sum(np.abs(b.kernel.numpy()).sum(0) for b in model.hidden[0].branches)
+    assert np.all(np.diff(norms) <= 1e-6) and len(permutations) == 2
+
+
+def test_non_uniform_sub_nets_take_a_ratio_per_group(data):
+    model = adam_mlp()
+    x = data[0][:8]
+    assert model.num_width_groups == 2
+    np.testing.assert_allclose(model(x, layer_ratios=[0.5, 0.5]), model(x, compute_ratio=0.5))
+    hidden = model.flatten(model.rescale(x))
+    h0 = model.hidden[0](hidden, compute_ratio=1.0)  # group 0 at 1.0 keeps all 100
+    dense_1, classifier = model.hidden[1], model.classifier
+    h1 = np.maximum(h0.numpy() @ dense_1.kernel.numpy()[:, :20] + dense_1.bias.numpy()[:20], 0)
+    expected = h1 @ classifier.kernel.numpy()[:20] + classifier.bias.numpy()
+    np.testing.assert_allclose(model(x, layer_ratios=[1.0, 0.2]), expected, atol=1e-5)
+    assert zoo.cost(model, layer_ratios=[1.0, 0.2])["flops"] == 64 * 100 + 100 * 20 + 20 * 10
+    with pytest.raises(ValueError, match="one ratio per width group"):
+        model(x, layer_ratios=[0.5])
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        model(x, layer_ratios=[0.5, 1.5])
+    with pytest.raises(ValueError, match="not a chain"):
+        zoo.build("resnet20", input_shape=(8, 8, 1), width=0.25)(x, layer_ratios=[0.5])
+
+
+def test_non_uniform_sampler_trains_sampled_sub_nets(data):
+    model, record = adam_mlp(), RecordPlans()
+    sampler = callbacks.SubnetSampler(ratios=[1.0, 0.5, 0.25], nonuniform=True, sandwich=True, num_ratios=3)
+    model.fit(*data, batch_size=16, epochs=1, callbacks=[sampler, record], verbose=0)
+    plans = record.plans
+    assert all(p["layer_ratios"][0] == [1.0, 1.0] and p["layer_ratios"][-1] == [0.25, 0.25] for p in plans)
+    middles = {tuple(p["layer_ratios"][1]) for p in plans}
+    assert any(a != b for a, b in middles)  # the groups got different ratios
+    # One training step at a fixed non-uniform plan moves only what it uses.
+    model = adam_mlp()
+    model.set_training_plan([1.0], layer_ratios=[[1.0, 0.3]])
+    before = model.classifier.kernel.numpy().copy()
+    model.fit(data[0][:16], data[1][:16], batch_size=16, epochs=1, verbose=0)
+    after = model.classifier.kernel.numpy()
+    assert np.abs(after[:30] - before[:30]).max() > 0
+    np.testing.assert_array_equal(after[30:], before[30:])
+
+
+def test_non_uniform_sampler_needs_a_chain_model(data):
+    model = zoo.build("resnet20", input_shape=(8, 8, 1), width=0.25)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(ValueError, match="not a chain"):
+        model.fit(*data, epochs=1, callbacks=[callbacks.SubnetSampler(ratios=[1.0, 0.5], nonuniform=True)], verbose=0)

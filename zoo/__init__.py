@@ -7,6 +7,7 @@ from zoo.dynamic_model import DynamicModel
 from zoo.evaluation import evaluate_ratios
 from zoo.models import build, list_models
 from zoo.subnet import extract_subnet
+from zoo.width_groups import reorder_channels, width_groups
 
 __all__ = [
     "DynamicModel",
@@ -19,5 +20,7 @@ __all__ = [
     "layers",
     "list_models",
     "profiles",
+    "reorder_channels",
     "static_cost",
+    "width_groups",
 ]

@@ -22,13 +22,15 @@ from zoo.ratio import check_ratio
 KEYS = ("flops", "params", "dot_products")
 
 
-def cost(model, compute_ratio=1.0, per_layer=False):
+def cost(model, compute_ratio=1.0, per_layer=False, layer_ratios=None):
     """Analytical cost of a `zoo.DynamicModel` at `compute_ratio`.
 
     Args:
         model: a `zoo.DynamicModel`.
         compute_ratio: float in (0, 1].
         per_layer: also return `"layers"`: each dynamic layer's own counts.
+        layer_ratios: a non-uniform sub-net instead: one ratio per width
+            group (chain models, see `zoo.width_groups`).
 
     Returns:
         `{"flops": int, "params": int, "dot_products": int}` (and `"layers"`).
@@ -37,10 +39,19 @@ def cost(model, compute_ratio=1.0, per_layer=False):
     >>> zoo.cost(model, compute_ratio=0.5)["flops"]
     """
     check_ratio(compute_ratio)
+    if layer_ratios is not None:
+        layer_ratios = [float(r) for r in layer_ratios]
+        check_ratio(layer_ratios)
+        if len(layer_ratios) != model.num_width_groups:
+            raise ValueError(
+                f"`layer_ratios` needs one ratio per width group: {model.num_width_groups} "
+                f"for {model.name}; got {len(layer_ratios)}."
+            )
+        compute_ratio = layer_ratios
     totals = dict.fromkeys(KEYS, 0)
     layers = {}
     for layer in model.dynamic_layers:
-        counts = layer.cost(float(compute_ratio))
+        counts = layer.cost(compute_ratio if layer_ratios is not None else float(compute_ratio))
         layers[layer.name] = counts
         for key in KEYS:
             totals[key] += counts[key]

@@ -12,12 +12,17 @@ from zoo.ratio import RATIO_RANGE, RatioContext, check_ratio
 
 DEFAULT_OPERATING_POINTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 MAX_PLAN_SIZE = 32
+MAX_WIDTH_GROUPS = 32
 # Progress of training callbacks (current task, best value, sampler step...)
 # lives in this many floats saved with the model; see `callbacks/`.
 TRAINING_STATE_SIZE = 128
 
 
 class DynamicModel(keras.Model):
+    # Chain models (each layer reads the previous one's channels) also run
+    # non-uniform sub-nets: a ratio per width group (`zoo.width_groups`).
+    is_chain = False
+
     """A model that runs at any compute ratio in (0, 1].
 
     Inputs are raw images (0 to 255), alone (ratio 1.0) or in a dict with a
@@ -64,6 +69,11 @@ class DynamicModel(keras.Model):
         profile: IDP profile of every dynamic layer's input channels.
         width: multiplier of every layer's channel count.
         channel_multiple: round widths up to a multiple of this.
+        profile_boundaries: IDP's multiple profiles: the upper ends of every
+            ratio range but the last, e.g. `(0.3,)` for `(0, 0.3]` and
+            `(0.3, 1]`. Each range gets its own first and last layers (see
+            `ProfileBranches`); train them stage by stage with
+            `callbacks.ProfileScheduler`. Default: one profile.
         **kwargs: standard `keras.Model` arguments (`name`).
     """
 
@@ -75,9 +85,11 @@ class DynamicModel(keras.Model):
         profile="uniform",
         width=1.0,
         channel_multiple=1,
+        profile_boundaries=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.profile_boundaries = tuple(float(b) for b in profile_boundaries or ())
         self.image_shape = tuple(int(d) for d in input_shape)
         self.num_classes = int(num_classes)
         operating_points = sorted(float(p) for p in operating_points)
@@ -106,9 +118,24 @@ class DynamicModel(keras.Model):
         self._plan_distillation = self.add_weight(
             name="plan_distillation", shape=(), initializer="zeros", trainable=False
         )
+        self._plan_layer_ratios = self.add_weight(
+            name="plan_layer_ratios",
+            shape=(MAX_PLAN_SIZE, MAX_WIDTH_GROUPS),
+            initializer="ones",
+            trainable=False,
+        )
+        self._plan_nonuniform = self.add_weight(
+            name="plan_nonuniform", shape=(), initializer="zeros", dtype="int32", trainable=False
+        )
+        self.num_width_groups = 0
         # Not a weight: bumped whenever weights change, so that layers'
         # inference caches of sliced kernels know when they are stale.
         object.__setattr__(self, "_weights_version", tf.Variable(0, trainable=False))
+        # Set by callbacks between batches (never saved: callbacks set them
+        # again from `training_state` when training resumes).
+        object.__setattr__(self, "_frozen_ratio", tf.Variable(0.0, trainable=False))
+        object.__setattr__(self, "_update_group", tf.Variable(0, trainable=False))
+        object.__setattr__(self, "_profile_optimizer", None)
         self.training_state = self.add_weight(
             name="training_state",
             shape=(TRAINING_STATE_SIZE,),
@@ -137,6 +164,19 @@ class DynamicModel(keras.Model):
             name=name,
         )
 
+    def branched(self, make_layer, name):
+        """`make_layer(name)`, or one copy per profile under `profile_boundaries`.
+
+        Models build their first and last dynamic layers through this, so
+        that IDP's multiple profiles each get their own.
+        """
+        if not self.profile_boundaries:
+            return make_layer(name)
+        from zoo.layers.profile_branches import ProfileBranches
+
+        copies = [make_layer(f"{name}_p{i}") for i in range(len(self.profile_boundaries) + 1)]
+        return ProfileBranches(copies, self.profile_boundaries, name=name)
+
     def forward(self, images, apply):
         """The network, with every layer call written `apply(layer, x)`."""
         raise NotImplementedError
@@ -147,10 +187,21 @@ class DynamicModel(keras.Model):
         # One pass at full width creates every weight at its full shape.
         self.call(np.zeros((1,) + self.image_shape, "float32"))
         self.built = True
+        if self.is_chain:
+            from zoo.width_groups import assign_groups, width_groups
+
+            groups = width_groups(self)
+            assign_groups(groups)
+            self.num_width_groups = len(groups)
 
     # -- inference -------------------------------------------------------------
 
-    def call(self, inputs, compute_ratio=None, training=None):
+    def call(self, inputs, compute_ratio=None, training=None, layer_ratios=None):
+        if layer_ratios is not None:
+            if compute_ratio is not None or isinstance(inputs, dict):
+                raise ValueError("Give either `layer_ratios` or `compute_ratio`, not both.")
+            images = self._check_images(inputs)
+            return self._run(images, self._group_context(layer_ratios), training)
         images, ratio = self._split_inputs(inputs, compute_ratio)
         if ratio is None:
             return self._run(images, RatioContext.from_value(1.0), training)
@@ -174,6 +225,27 @@ class DynamicModel(keras.Model):
             return layer(x)
 
         return self.forward(images, apply)
+
+    def _group_context(self, layer_ratios):
+        """A context for a non-uniform sub-net: one ratio per width group."""
+        if not self.num_width_groups:
+            raise ValueError(
+                f"{self.name} has no independent width groups (it is not a chain of "
+                "layers), so it runs uniform sub-nets only: use `compute_ratio`."
+            )
+        if isinstance(layer_ratios, (list, tuple, np.ndarray)):
+            check_ratio(layer_ratios)
+        ratios = tf.cast(tf.convert_to_tensor(layer_ratios), "float32")
+        if ratios.shape.rank != 1 or ratios.shape[0] not in (None, self.num_width_groups):
+            raise ValueError(
+                f"`layer_ratios` needs one ratio per width group ({self.num_width_groups} "
+                f"for {self.name}, see `zoo.width_groups`); got shape {tuple(ratios.shape)}."
+            )
+        ratios = self._validate(ratios)
+        ratios.set_shape((self.num_width_groups,))
+        context = RatioContext(tf.reduce_max(ratios))
+        context.group_ratios = ratios
+        return context
 
     def _split_inputs(self, inputs, compute_ratio):
         if isinstance(inputs, dict):
@@ -242,7 +314,7 @@ class DynamicModel(keras.Model):
 
     # -- training plan ---------------------------------------------------------
 
-    def set_training_plan(self, ratios, weights=None, distillation=0.0):
+    def set_training_plan(self, ratios, weights=None, distillation=0.0, layer_ratios=None):
         """Sets the ratios the next training steps train at.
 
         Args:
@@ -252,6 +324,9 @@ class DynamicModel(keras.Model):
             weights: loss weight of each ratio (default: 1 each).
             distillation: in [0, 1]: every ratio after the first minimises
                 `(1 - d) * task_loss + d * cross_entropy(teacher, student)`.
+            layer_ratios: non-uniform sub-nets (chain models): one vector of
+                ratios per width group for each entry of `ratios`, which
+                they replace.
         """
         ratios = [float(r) for r in np.atleast_1d(ratios)]
         if not ratios or len(ratios) > MAX_PLAN_SIZE:
@@ -271,16 +346,38 @@ class DynamicModel(keras.Model):
         self._plan_weights.assign(np.array(weights + [0.0] * pad, "float32"))
         self._plan_size.assign(len(ratios))
         self._plan_distillation.assign(float(distillation))
+        self._plan_nonuniform.assign(0 if layer_ratios is None else 1)
+        if layer_ratios is not None:
+            self._plan_layer_ratios.assign(self._padded_layer_ratios(layer_ratios, len(ratios)))
+
+    def _padded_layer_ratios(self, layer_ratios, count):
+        layer_ratios = np.asarray(layer_ratios, "float32")
+        groups = self.num_width_groups
+        if not groups:
+            raise ValueError(f"{self.name} is not a chain model: it has no width groups.")
+        if layer_ratios.shape != (count, groups):
+            raise ValueError(
+                f"`layer_ratios` needs shape ({count}, {groups}): one ratio per width "
+                f"group for each plan entry; got {layer_ratios.shape}."
+            )
+        check_ratio(layer_ratios)
+        padded = np.ones((MAX_PLAN_SIZE, MAX_WIDTH_GROUPS), "float32")
+        padded[:count, :groups] = layer_ratios
+        return padded
 
     @property
     def training_plan(self):
         """The current plan as `{"ratios", "weights", "distillation"}`."""
         size = int(self._plan_size.numpy())
-        return {
+        plan = {
             "ratios": [float(r) for r in self._plan_ratios.numpy()[:size]],
             "weights": [float(w) for w in self._plan_weights.numpy()[:size]],
             "distillation": float(self._plan_distillation.numpy()),
         }
+        if int(self._plan_nonuniform.numpy()):
+            layer_ratios = self._plan_layer_ratios.numpy()[:size, : self.num_width_groups]
+            plan["layer_ratios"] = layer_ratios.tolist()
+        return plan
 
     @property
     def jit_compile(self):
@@ -307,8 +404,19 @@ class DynamicModel(keras.Model):
         variables = self.trainable_variables
         distillation = self._plan_distillation
 
+        def predict(index):
+            uniform = lambda: self(x, compute_ratio=self._plan_ratios[index], training=True)
+            if not self.num_width_groups:
+                return uniform()
+            groups = self._plan_layer_ratios[index, : self.num_width_groups]
+            return tf.cond(
+                self._plan_nonuniform > 0,
+                lambda: self(x, layer_ratios=groups, training=True),
+                uniform,
+            )
+
         def plan_loss(index, teacher):
-            prediction = self(x, compute_ratio=self._plan_ratios[index], training=True)
+            prediction = predict(index)
             loss = self._compile_loss(y, prediction, sample_weight)
             if teacher is not None:
                 soft = keras.losses.categorical_crossentropy(
@@ -336,10 +444,132 @@ class DynamicModel(keras.Model):
             accumulate,
             (tf.constant(1), gradients, first_loss),
         )
-        self.optimizer.apply_gradients(zip(gradients, variables))
+        gradients = self._mask_frozen_channels(gradients, variables)
+        self._apply_gradients(gradients, variables)
         self.weights_changed()
         self._loss_tracker.update_state(total, sample_weight=tf.shape(x)[0])
         return self.compute_metrics(x, y, prediction, sample_weight=sample_weight)
+
+    # -- what a step updates (profile scheduling, TESLA's ATP) ---------------
+
+    UPDATE_GROUPS = ("all", "weights", "profile")
+
+    def freeze_channels(self, ratio):
+        """Freezes the weight block every dynamic layer uses at `ratio`.
+
+        IDP's profile scheduling: the gradients of the frozen block are
+        masked to zero, so the sub-nets at ratios up to `ratio` stay exactly
+        as they are while wider channels train. Layers that exist once per
+        profile (`ProfileBranches`) are never frozen. `0` unfreezes.
+
+        Frozen weights stay exactly fixed with optimizers whose update is
+        zero for a zero gradient and zero state (SGD, Adam, RMSprop...,
+        without weight decay): call `reset_optimizer_state()` when the frozen
+        block changes, so that no momentum from earlier steps moves it.
+        """
+        ratio = float(ratio)
+        if ratio != 0.0:
+            check_ratio(ratio)
+        self._frozen_ratio.assign(ratio)
+
+    @property
+    def frozen_ratio(self):
+        return float(self._frozen_ratio.numpy())
+
+    def reset_optimizer_state(self):
+        """Zeroes the optimizer's per-weight state (momenta), not its step count."""
+        optimizer = self.optimizer
+        keep = {id(optimizer.iterations)}
+        if isinstance(getattr(optimizer, "_learning_rate", None), keras.Variable):
+            keep.add(id(optimizer._learning_rate))
+        for variable in optimizer.variables:
+            if id(variable) not in keep:
+                variable.assign(keras.ops.zeros_like(variable))
+
+    @property
+    def profile_variables(self):
+        """The trainable profile vectors (gamma) of every dynamic layer."""
+        layers = [l for l in self._flatten_layers() if isinstance(l, DynamicLayer)]
+        return [l.gamma for l in layers if l.gamma is not None]
+
+    def enable_profile_updates(self, learning_rate_factor=0.5):
+        """Gives the trainable profile its own optimizer, for alternating updates.
+
+        TESLA's ATP alternates rounds that update the weights (profile fixed)
+        with rounds that update the profile (weights fixed) at a fraction of
+        the learning rate. Each group keeps its own optimizer state, so a
+        fixed group does not move by momentum. Select the group with
+        `set_update_group`.
+        """
+        if not self.profile_variables:
+            raise ValueError(
+                "Alternating profile updates need a trainable profile: build the "
+                "model with `profile=zoo.profiles.Profile(name, trainable=True)`."
+            )
+        if self.optimizer is None:
+            raise ValueError("Compile the model before enabling profile updates.")
+        learning_rate = self.optimizer.learning_rate
+        if isinstance(self.optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+            raise ValueError(
+                "Alternating profile updates scale a constant learning rate; "
+                "the optimizer uses a schedule."
+            )
+        if self._profile_optimizer is None:
+            config = self.optimizer.get_config()
+            config["learning_rate"] = float(learning_rate) * float(learning_rate_factor)
+            config["name"] = "profile_optimizer"
+            optimizer = type(self.optimizer).from_config(config)
+            optimizer.build(self.profile_variables)
+            object.__setattr__(self, "_profile_optimizer", optimizer)
+        return self._profile_optimizer
+
+    def set_update_group(self, group):
+        """Which variables training steps update: "all", "weights" or "profile"."""
+        if group not in self.UPDATE_GROUPS:
+            raise ValueError(f"`group` must be one of {self.UPDATE_GROUPS}; got {group!r}.")
+        if group != "all" and self._profile_optimizer is None:
+            raise ValueError("Call `enable_profile_updates()` first.")
+        self._update_group.assign(self.UPDATE_GROUPS.index(group))
+
+    def _mask_frozen_channels(self, gradients, variables):
+        index = {id(v): i for i, v in enumerate(variables)}
+
+        def masked():
+            context = RatioContext(tf.identity(self._frozen_ratio))
+            result = list(gradients)
+            for layer in self.dynamic_layers:
+                for variable, mask in layer.frozen_gradient_masks(context):
+                    i = index.get(id(variable))
+                    if i is not None:
+                        result[i] = result[i] * tf.cast(mask, result[i].dtype)
+            return result
+
+        return tf.cond(self._frozen_ratio > 0.0, masked, lambda: list(gradients))
+
+    def _apply_gradients(self, gradients, variables):
+        if self._profile_optimizer is None:
+            self.optimizer.apply_gradients(zip(gradients, variables))
+            return
+        profile = {id(v) for v in self.profile_variables}
+        pairs = list(zip(gradients, variables))
+        weight_pairs = [(g, v) for g, v in pairs if id(v) not in profile]
+        profile_pairs = [(g, v) for g, v in pairs if id(v) in profile]
+
+        def update(optimizer, chosen):
+            def apply():
+                optimizer.apply([g for g, _ in chosen], [v for _, v in chosen])
+                return tf.constant(0)
+
+            return apply
+
+        tf.switch_case(
+            tf.identity(self._update_group),
+            [
+                update(self.optimizer, pairs),
+                update(self.optimizer, weight_pairs),
+                update(self._profile_optimizer, profile_pairs),
+            ],
+        )
 
     def weights_changed(self):
         """Marks cached sliced kernels stale.
@@ -377,7 +607,12 @@ class DynamicModel(keras.Model):
     @property
     def dynamic_layers(self):
         """Every dynamic layer, in the order the network runs them."""
-        return [layer for layer in self._flatten_layers() if isinstance(layer, DynamicLayer)]
+        from zoo.layers.profile_branches import ProfileBranches
+
+        layers = [l for l in self._flatten_layers() if isinstance(l, DynamicLayer)]
+        # A profile's own copy of a layer runs inside `ProfileBranches`.
+        nested = {id(b) for l in layers if isinstance(l, ProfileBranches) for b in l.branches}
+        return [l for l in layers if id(l) not in nested]
 
     def get_config(self):
         return {
@@ -388,6 +623,7 @@ class DynamicModel(keras.Model):
             "profile": self.profile.get_config(),
             "width": self.width,
             "channel_multiple": self.channel_multiple,
+            "profile_boundaries": list(self.profile_boundaries) or None,
         }
 
     @classmethod

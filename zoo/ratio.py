@@ -94,6 +94,9 @@ class RatioContext:
         # Set by `DynamicModel`: a counter bumped whenever weights change,
         # which keys the layers' inference kernel caches.
         self.weights_version = None
+        # Non-uniform sub-nets: `(groups,)` ratios, one per width group
+        # (see `zoo.width_groups`); layers in a group take its ratio.
+        self.group_ratios = None
         self._widths = {}
         self._sample_widths = {}
         self._point_index = {}
@@ -127,6 +130,22 @@ class RatioContext:
                 self.ratio, channels, channel_multiple
             )
         return self._widths[key]
+
+    def group_width(self, group, channels, channel_multiple=1):
+        """Scalar int tensor: channels computed for width group `group`."""
+        key = ("group", group, channels, channel_multiple)
+        if key not in self._widths:
+            self._widths[key] = _width_tensor(
+                self.group_ratios[group], channels, channel_multiple
+            )
+        return self._widths[key]
+
+    def group_point_index(self, group, operating_points):
+        """Index of the operating point nearest to width group `group`'s ratio."""
+        key = (tuple(operating_points), ("group", group))
+        if key not in self._point_index:
+            self._point_index[key] = self._nearest(operating_points, self.group_ratios[group])
+        return self._point_index[key]
 
     def sample_widths(self, channels, channel_multiple=1):
         """`(batch,)` int tensor: channels each sample may use."""

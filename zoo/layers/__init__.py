@@ -5,6 +5,7 @@ from zoo.layers.dynamic_conv2d import DynamicConv2D
 from zoo.layers.dynamic_dense import DynamicDense
 from zoo.layers.dynamic_depthwise_conv2d import DynamicDepthwiseConv2D
 from zoo.layers.dynamic_layer import DynamicLayer
+from zoo.layers.profile_branches import ProfileBranches
 from zoo.layers.zero_pad_shortcut import ZeroPadShortcut
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "DynamicDense",
     "DynamicDepthwiseConv2D",
     "DynamicLayer",
+    "ProfileBranches",
     "ZeroPadShortcut",
 ]

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo.layers.dynamic_layer import DynamicLayer, sliced_numpy
+from zoo.layers.dynamic_layer import DynamicLayer, group_ratio, sliced_numpy
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -73,19 +73,28 @@ class DynamicBatchNormalization(DynamicLayer):
         x = inputs[..., :n]
         if training:
             mean, variance = tf.nn.moments(x, axes=list(range(x.shape.rank - 1)))
-            self._update_statistics(context.point_index(self.operating_points), mean, variance)
+            self._update_statistics(self._point_index(context), mean, variance)
         elif context.is_mixed:
             index = context.sample_point_index(self.operating_points)
             shape = tf.concat([tf.shape(x)[:1], tf.ones([x.shape.rank - 2], "int32"), [n]], 0)
             mean = tf.reshape(tf.gather(self.moving_mean, index)[:, :n], shape)
             variance = tf.reshape(tf.gather(self.moving_variance, index)[:, :n], shape)
         else:
-            index = context.point_index(self.operating_points)
+            index = self._point_index(context)
             mean = self.moving_mean[index, :n]
             variance = self.moving_variance[index, :n]
         return tf.nn.batch_normalization(
             x, mean, variance, self.beta[:n], self.gamma[:n], self.epsilon
         )
+
+    def _point_index(self, context):
+        if context.group_ratios is not None and self._input_group is not None:
+            return context.group_point_index(self._input_group, self.operating_points)
+        return context.point_index(self.operating_points)
+
+    def channel_axes(self, context):
+        n = self.input_width(context, self.input_channels)
+        return [(self.gamma, {0: n}), (self.beta, {0: n})]
 
     def _update_statistics(self, index, mean, variance):
         if self._calibration_step is None:
@@ -103,6 +112,7 @@ class DynamicBatchNormalization(DynamicLayer):
         return input_shape
 
     def point_row(self, ratio):
+        ratio = group_ratio(ratio, self._input_group)
         return int(np.argmin(np.abs(np.asarray(self.operating_points) - np.float32(ratio))))
 
     def static_layer(self, ratio):

@@ -91,6 +91,13 @@ class DynamicDepthwiseConv2D(DynamicLayer):
             y = tf.nn.bias_add(y, self.bias[:n])
         return self.activation(y)
 
+    def channel_axes(self, context):
+        n = self.input_width(context, self.input_channels)
+        axes = [(self.kernel, {-2: n})]
+        if self.use_bias:
+            axes.append((self.bias, {0: n}))
+        return axes
+
     @property
     def output_spatial(self):
         return conv_output_spatial(

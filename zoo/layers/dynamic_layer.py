@@ -54,6 +54,9 @@ class DynamicLayer(keras.layers.Layer):
         self._fixed_gamma = None
         self.gamma = None
         self._kernel_cache = None
+        # Width groups (non-uniform sub-nets), set by `zoo.width_groups`.
+        self._input_group = None
+        self._output_group = None
 
     def _build_profile(self, input_channels):
         """Creates gamma over `input_channels`, as a weight if it trains."""
@@ -84,21 +87,28 @@ class DynamicLayer(keras.layers.Layer):
     def input_width(self, context, channels):
         if not self.cut_inputs:
             return channels
+        if context.group_ratios is not None and self._input_group is not None:
+            return context.group_width(self._input_group, channels, self.channel_multiple)
         return context.width(channels, self.channel_multiple)
 
     def output_width(self, context, channels):
         if not self.cut_outputs:
             return channels
+        if context.group_ratios is not None and self._output_group is not None:
+            return context.group_width(self._output_group, channels, self.channel_multiple)
         return context.width(channels, self.channel_multiple)
 
     def static_input_width(self, ratio, channels):
+        """Width at `ratio`: a float, or a list of ratios per width group."""
         if not self.cut_inputs:
             return channels
+        ratio = group_ratio(ratio, self._input_group)
         return channel_width(ratio, channels, self.channel_multiple)
 
     def static_output_width(self, ratio, channels):
         if not self.cut_outputs:
             return channels
+        ratio = group_ratio(ratio, self._output_group)
         return channel_width(ratio, channels, self.channel_multiple)
 
     def scale_input_channels(self, kernel, n_in):
@@ -163,6 +173,24 @@ class DynamicLayer(keras.layers.Layer):
         kernel.set_shape(tuple(self.kernel.shape[:-2]) + (None, None))
         return kernel
 
+    def channel_axes(self, context):
+        """`[(weight, {axis: width})]`: the axes of each trainable weight that
+        follow the compute ratio, with their widths under `context`.
+
+        The block of a weight inside these widths is what the layer uses at
+        that ratio; `frozen_gradient_masks` freezes it.
+        """
+        return []
+
+    def frozen_gradient_masks(self, context):
+        """`[(weight, mask)]`, each mask 0 on the block used at `context`'s
+        ratio and 1 elsewhere (IDP's profile scheduling freezes that block).
+        """
+        return [
+            (variable, block_mask(variable.shape, widths))
+            for variable, widths in self.channel_axes(context)
+        ]
+
     @staticmethod
     def context(compute_ratio):
         return RatioContext.from_value(1.0 if compute_ratio is None else compute_ratio)
@@ -191,3 +219,21 @@ class DynamicLayer(keras.layers.Layer):
 def sliced_numpy(variable, *slices):
     """NumPy copy of a weight restricted to `slices`."""
     return np.asarray(variable.numpy())[slices]
+
+
+def group_ratio(ratio, group):
+    """The float ratio a layer in width group `group` takes from `ratio`."""
+    if isinstance(ratio, (list, tuple, np.ndarray)):
+        return float(ratio[group]) if group is not None else float(max(ratio))
+    return ratio
+
+
+def block_mask(shape, widths):
+    """Float mask of `shape`: 0 where every axis in `widths` is below its width."""
+    inside = tf.ones(shape, "bool")
+    for axis, width in widths.items():
+        axis = axis % len(shape)
+        index_shape = [1] * len(shape)
+        index_shape[axis] = shape[axis]
+        inside &= tf.reshape(tf.range(shape[axis]) < width, index_shape)
+    return 1.0 - tf.cast(inside, "float32")

@@ -26,6 +26,8 @@ class MLP(DynamicModel):
     >>> logits = model(np.zeros((2, 28, 28, 1)), compute_ratio=0.25)
     """
 
+    is_chain = True
+
     def __init__(
         self,
         hidden_units=(100, 100),
@@ -39,18 +41,25 @@ class MLP(DynamicModel):
         self.rescale = keras.layers.Rescaling(1.0 / 255.0, name="rescale")
         self.flatten = keras.layers.Flatten(name="flatten")
         self.hidden = [
-            DynamicDense(
+            self._hidden_layer(index, units) for index, units in enumerate(self.hidden_units)
+        ]
+        self.classifier = self.branched(
+            lambda name: DynamicDense(num_classes, **self.dynamic_kwargs(cut_outputs=False), name=name),
+            "classifier",
+        )
+        self.build()
+
+    def _hidden_layer(self, index, units):
+        def make(name):
+            return DynamicDense(
                 self.channels(units),
                 activation="relu",
                 **self.dynamic_kwargs(cut_inputs=index > 0),
-                name=f"dense_{index}",
+                name=name,
             )
-            for index, units in enumerate(self.hidden_units)
-        ]
-        self.classifier = DynamicDense(
-            num_classes, **self.dynamic_kwargs(cut_outputs=False), name="classifier"
-        )
-        self.build()
+
+        # The first layer reads the pixels: one per profile (IDP's MP).
+        return self.branched(make, "dense_0") if index == 0 else make(f"dense_{index}")
 
     def forward(self, images, apply):
         x = apply(self.flatten, apply(self.rescale, images))

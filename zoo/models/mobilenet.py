@@ -32,12 +32,19 @@ class MobileNet(DynamicModel):
     >>> logits = model(np.zeros((1, 32, 32, 3)), compute_ratio=0.5)
     """
 
+    is_chain = True
+
     def __init__(self, blocks=MOBILENET_BLOCKS, input_shape=(32, 32, 3), num_classes=10, name="mobilenet", **kwargs):
         super().__init__(input_shape=input_shape, num_classes=num_classes, name=name, **kwargs)
         self.blocks = tuple((int(f), int(s)) for f, s in blocks)
         self.normalize = image_normalization(self.image_shape[-1])
         self.body = [
-            DynamicConv2D(self.channels(64), 3, use_bias=False, **self.dynamic_kwargs(cut_inputs=False), name="stem_conv"),
+            self.branched(
+                lambda name: DynamicConv2D(
+                    self.channels(64), 3, use_bias=False, **self.dynamic_kwargs(cut_inputs=False), name=name
+                ),
+                "stem_conv",
+            ),
             self.batch_norm("stem_bn"),
             keras.layers.ReLU(name="stem_relu"),
         ]
@@ -54,7 +61,10 @@ class MobileNet(DynamicModel):
                 keras.layers.ReLU(name=f"{name}_pw_relu"),
             ]
         self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
-        self.classifier = DynamicDense(num_classes, **self.dynamic_kwargs(cut_outputs=False), name="classifier")
+        self.classifier = self.branched(
+            lambda name: DynamicDense(num_classes, **self.dynamic_kwargs(cut_outputs=False), name=name),
+            "classifier",
+        )
         self.build()
 
     def forward(self, images, apply):

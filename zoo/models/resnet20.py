@@ -55,19 +55,27 @@ class ResNet20(DynamicModel):
                 filters_in = self.channels(filters)
                 self.blocks.append(block)
         self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
-        self.classifier = DynamicDense(num_classes, **self.dynamic_kwargs(cut_outputs=False), name="classifier")
+        self.classifier = self.branched(
+            lambda name: DynamicDense(num_classes, **self.dynamic_kwargs(cut_outputs=False), name=name),
+            "classifier",
+        )
         self.build()
 
     def _conv_bn_relu(self, filters, strides, name, cut_inputs=True, relu=True):
-        layers = [
-            DynamicConv2D(
+        def make(layer_name):
+            return DynamicConv2D(
                 self.channels(filters),
                 3,
                 strides=strides,
                 use_bias=False,
                 **self.dynamic_kwargs(cut_inputs=cut_inputs),
-                name=f"{name}_conv",
-            ),
+                name=layer_name,
+            )
+
+        # The stem reads the pixels: one per profile (IDP's MP).
+        conv = self.branched(make, f"{name}_conv") if not cut_inputs else make(f"{name}_conv")
+        layers = [
+            conv,
             self.batch_norm(f"{name}_bn"),
         ]
         if relu:

@@ -31,6 +31,8 @@ class VGG16(DynamicModel):
     >>> logits = model(np.zeros((1, 32, 32, 3)), compute_ratio=0.5)
     """
 
+    is_chain = True
+
     def __init__(self, input_shape=(32, 32, 3), num_classes=10, dropout=0.0, name="vgg16", **kwargs):
         super().__init__(input_shape=input_shape, num_classes=num_classes, name=name, **kwargs)
         self.dropout = float(dropout)
@@ -42,13 +44,7 @@ class VGG16(DynamicModel):
                 self.stages.append(keras.layers.MaxPooling2D(2, name=f"pool_{len(self.stages)}"))
                 continue
             self.stages += [
-                DynamicConv2D(
-                    self.channels(item),
-                    3,
-                    use_bias=False,
-                    **self.dynamic_kwargs(cut_inputs=conv_index > 0),
-                    name=f"conv_{conv_index}",
-                ),
+                self._conv(self.channels(item), conv_index),
                 self.batch_norm(f"conv_{conv_index}_bn"),
                 keras.layers.ReLU(name=f"conv_{conv_index}_relu"),
             ]
@@ -60,8 +56,20 @@ class VGG16(DynamicModel):
         self.hidden_bn = self.batch_norm("fc_bn")
         self.hidden_relu = keras.layers.ReLU(name="fc_relu")
         self.dropouts = [keras.layers.Dropout(self.dropout, name=f"dropout_{i}") for i in range(2)]
-        self.classifier = DynamicDense(num_classes, **self.dynamic_kwargs(cut_outputs=False), name="classifier")
+        self.classifier = self.branched(
+            lambda name: DynamicDense(num_classes, **self.dynamic_kwargs(cut_outputs=False), name=name),
+            "classifier",
+        )
         self.build()
+
+    def _conv(self, filters, index):
+        def make(name):
+            return DynamicConv2D(
+                filters, 3, use_bias=False, **self.dynamic_kwargs(cut_inputs=index > 0), name=name
+            )
+
+        # The first convolution reads the pixels: one per profile (IDP's MP).
+        return self.branched(make, "conv_0") if index == 0 else make(f"conv_{index}")
 
     def forward(self, images, apply):
         x = apply(self.normalize, images)

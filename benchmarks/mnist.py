@@ -1,0 +1,276 @@
+"""MNIST reproduction: the IDP / TESLA table, side by side with successors.
+
+MLP 784-100-100-10 on the real MNIST (60,000 training images: the first
+54,000 train, the last 6,000 are the validation split that early stopping
+and TESLA's rounds read; the 10,000 test images are read once at the end).
+Every method trains under a stated budget (epochs, or TESLA's rounds capped
+by epochs) with Adam (learning rate 1e-3, batch 128), fixed seeds, then its
+test accuracy is measured at the 19 ratios 0.10, 0.15, ..., 1.00.
+
+Methods (see `METHODS`): original IDP (linear profile, full-width training),
+IDP multi-profile, TESLA and R-TESLA with and without a trainable profile
+(ATP), single-path sampling, the sandwich rule with in-place distillation,
+and 19 individually trained networks (one per width).
+
+Results go to `benchmarks/results/mnist.{json,md,png}` and the README.
+Each method's result is written as soon as it is done, so an interrupted
+run resumes where it stopped (`--force` recomputes).
+
+Usage:
+    ZOO_DATA_DIR=../shared/data python benchmarks/mnist.py [--quick] [--only NAME ...] [--seeds 1]
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import callbacks  # noqa: E402
+import zoo  # noqa: E402
+from benchmarks.common import RESULTS, machine, write_results  # noqa: E402
+
+RATIOS = [round(0.10 + 0.05 * i, 2) for i in range(19)]
+TASKS = [round(1.0 - 0.1 * i, 1) for i in range(10)]  # TESLA's 100%, 90%, ..., 10%
+PUBLISHED = {
+    "individual": 96.16,
+    "r_tesla_atp": 95.47,
+    "r_tesla": 95.15,
+    "tesla": 94.67,
+    "tesla_atp": 94.03,
+    "idp": 88.37,
+}
+BATCH = 128
+LEARNING_RATE = 1e-3
+
+
+def compile_model(model):
+    model.compile(
+        optimizer=keras.optimizers.Adam(LEARNING_RATE),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def build(seed, **kwargs):
+    keras.utils.set_random_seed(seed)
+    return compile_model(zoo.build("mlp", num_classes=10, **kwargs))
+
+
+def fit(model, data, epochs, callback_list=(), seed=0):
+    (x, y), _ = data
+    keras.utils.set_random_seed(seed)
+    model.fit(x, y, batch_size=BATCH, epochs=epochs, callbacks=list(callback_list), verbose=0)
+    return model
+
+
+def tesla_callback(data, budget, order, atp, seed):
+    _, validation = data
+    return callbacks.TaskwiseEarlyStopping(
+        TASKS,
+        validation_data=validation,
+        patience=budget["patience"],
+        alpha=0.5,
+        order=order,
+        steps_per_round=budget["round"],
+        alternate_profile=atp,
+        seed=seed,
+    )
+
+
+# Each method: (description, budget, train(data, budget, seed) -> {ratio: model}).
+def train_idp(data, budget, seed):
+    return fit(build(seed, profile="linear"), data, budget["epochs"], seed=seed)
+
+
+def train_idp_multi_profile(data, budget, seed):
+    model = build(seed, profile="linear", profile_boundaries=(0.3,))
+    half = budget["epochs"] // 2
+    stages = [((0.0, 0.3), half), ((0.3, 1.0), budget["epochs"] - half)]
+    return fit(model, data, budget["epochs"], [callbacks.ProfileScheduler(stages=stages)], seed)
+
+
+def make_tesla(order, atp):
+    def train(data, budget, seed):
+        profile = zoo.profiles.Profile("linear", trainable=atp)
+        model = build(seed, profile=profile)
+        return fit(model, data, budget["epochs"], [tesla_callback(data, budget, order, atp, seed)], seed)
+
+    return train
+
+
+def train_single_path(data, budget, seed):
+    sampler = callbacks.SubnetSampler(ratios=RATIOS, per="batch", seed=seed)
+    return fit(build(seed), data, budget["epochs"], [sampler], seed)
+
+
+def train_sandwich(data, budget, seed):
+    sampler = callbacks.SubnetSampler(ratio_range=(0.1, 1.0), sandwich=True, num_ratios=4, seed=seed)
+    return fit(build(seed), data, budget["epochs"], [sampler], seed)
+
+
+def evaluate_single(model, test):
+    accuracies = zoo.evaluate_ratios(model, test, RATIOS, batch_size=1000)
+    return {f"{r:.2f}": 100.0 * accuracies[r] for r in RATIOS}
+
+
+def run_individual(data, budget, seed):
+    """19 networks, network `r` with `ceil(100 r)` hidden units, trained at full width."""
+    _, _, test = data
+    result = {}
+    for ratio in RATIOS:
+        units = zoo.ratio.channel_width(ratio, 100)
+        model = build(seed, hidden_units=(units, units))
+        fit(model, data[:2], budget["epochs"], seed=seed)
+        result[f"{ratio:.2f}"] = 100.0 * zoo.evaluate_ratios(model, test, [1.0], batch_size=1000)[1.0]
+    return result
+
+
+TESLA_BUDGET = {"epochs": 60, "round": 200, "patience": 3}
+METHODS = {
+    "idp": ("Original IDP (linear profile, full-width training)", {"epochs": 20}, train_idp),
+    "idp_multi_profile": (
+        "IDP multi-profile (linear; profiles (0, 0.3] and (0.3, 1], stage by stage)",
+        {"epochs": 20},
+        train_idp_multi_profile,
+    ),
+    "tesla": ("TESLA (linear profile, alpha 0.5, descending tasks)", TESLA_BUDGET, make_tesla("descending", False)),
+    "tesla_atp": ("TESLA + trainable profile (ATP)", TESLA_BUDGET, make_tesla("descending", True)),
+    "r_tesla": ("R-TESLA (uniformly random tasks)", TESLA_BUDGET, make_tesla("random", False)),
+    "r_tesla_atp": ("R-TESLA + trainable profile (ATP)", TESLA_BUDGET, make_tesla("random", True)),
+    "single_path": ("Single-path sampling (one of the 19 ratios per batch)", {"epochs": 20}, train_single_path),
+    "sandwich": (
+        "Sandwich rule (4 ratios per step from [0.1, 1]) + in-place distillation",
+        {"epochs": 20},
+        train_sandwich,
+    ),
+    "individual": ("19 individually trained networks (one per width)", {"epochs": 20}, None),
+}
+
+
+def load_data(quick):
+    x, y = zoo.datasets.load_arrays("mnist", "train")
+    x_test, y_test = zoo.datasets.load_arrays("mnist", "test")
+    if quick:
+        x, y, x_test, y_test = x[:6000], y[:6000], x_test[:1000], y_test[:1000]
+    split = len(x) * 9 // 10
+    return (x[:split], y[:split]), (x[split:], y[split:]), (x_test, y_test)
+
+
+def shrink(budget, quick):
+    if not quick:
+        return dict(budget)
+    small = dict(budget)
+    small["epochs"] = max(2, budget["epochs"] // 10)
+    if "round" in small:
+        small["round"], small["patience"] = 20, 1
+    return small
+
+
+def run_method(name, data, seeds, quick):
+    description, budget, train = METHODS[name]
+    budget = shrink(budget, quick)
+    runs = []
+    for seed in seeds:
+        start = time.perf_counter()
+        if name == "individual":
+            accuracy = run_individual(data, budget, seed)
+        else:
+            model = train(data[:2], budget, seed)
+            accuracy = evaluate_single(model, data[2])
+        runs.append({"seed": seed, "accuracy": accuracy, "seconds": time.perf_counter() - start})
+    mean = {r: float(np.mean([run["accuracy"][r] for run in runs])) for r in runs[0]["accuracy"]}
+    return {
+        "description": description,
+        "budget": budget,
+        "runs": runs,
+        "accuracy": mean,
+        "average": float(np.mean(list(mean.values()))),
+        "published_average": PUBLISHED.get(name),
+    }
+
+
+def markdown(results):
+    names = [n for n in METHODS if n in results["methods"]]
+    lines = [
+        "| method | average (19 ratios) | published | 0.10 | 0.25 | 0.50 | 0.75 | 1.00 | budget | seeds | train time |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in names:
+        method = results["methods"][name]
+        accuracy = method["accuracy"]
+        published = method["published_average"]
+        budget = ", ".join(f"{k} {v}" for k, v in method["budget"].items())
+        seconds = np.mean([run["seconds"] for run in method["runs"]])
+        lines.append(
+            f"| {method['description']} | **{method['average']:.2f}** | "
+            f"{'' if published is None else f'{published:.2f}'} | "
+            + " | ".join(f"{accuracy[r]:.2f}" for r in ("0.10", "0.25", "0.50", "0.75", "1.00"))
+            + f" | {budget} | {len(method['runs'])} | {seconds:.0f} s |"
+        )
+    lines.append("")
+    lines.append(
+        "Test accuracy (%) of the MLP 784-100-100-10 on MNIST; the average is over the 19 ratios "
+        "0.10, 0.15, ..., 1.00 (all 19 per method are in `benchmarks/results/mnist.json`). "
+        "Published: TESLA's README. Budgets: `epochs` caps training; TESLA's rounds are `round` "
+        "batches of 128, a task ends after `patience` rounds without gain."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for name, method in results["methods"].items():
+        ratios = [float(r) for r in method["accuracy"]]
+        axis.plot(ratios, list(method["accuracy"].values()), marker=".", label=f"{name} ({method['average']:.2f})")
+    axis.set_xlabel("compute ratio")
+    axis.set_ylabel("test accuracy (%)")
+    axis.set_ylim(0, 100)
+    axis.set_title("MNIST MLP 784-100-100-10: accuracy against compute ratio")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a tenth of the data and budgets (smoke test)")
+    parser.add_argument("--only", nargs="*", choices=list(METHODS), help="methods to run")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per method")
+    parser.add_argument("--force", action="store_true", help="recompute methods already in the results")
+    parser.add_argument("--name", default="mnist", help="results file name")
+    args = parser.parse_args()
+
+    path = os.path.join(RESULTS, f"{args.name}.json")
+    results = {"methods": {}}
+    if os.path.exists(path) and not args.force:
+        with open(path) as file:
+            results = json.load(file)
+    data = load_data(args.quick)
+    for name in args.only or list(METHODS):
+        if name in results["methods"] and not args.force:
+            continue
+        print(f"{name}...", flush=True)
+        results["methods"][name] = run_method(name, data, list(range(args.seeds)), args.quick)
+        print(f"  average {results['methods'][name]['average']:.2f}", flush=True)
+        results.update({"ratios": RATIOS, "quick": args.quick, "machine": machine()})
+        ordered = {n: results["methods"][n] for n in METHODS if n in results["methods"]}
+        results["methods"] = ordered
+        write_results(args.name, results, markdown(results), readme=not args.quick)
+    plot(results, os.path.join(RESULTS, f"{args.name}.png"))
+
+
+if __name__ == "__main__":
+    main()
