@@ -251,6 +251,9 @@ def main():
     parser.add_argument("--seeds", type=int, default=1, help="seeds per method")
     parser.add_argument("--force", action="store_true", help="recompute methods already in the results")
     parser.add_argument("--name", default="mnist", help="results file name")
+    parser.add_argument(
+        "--merge", nargs="*", default=[], help="results files (names) whose methods to merge in, then report"
+    )
     args = parser.parse_args()
 
     path = os.path.join(RESULTS, f"{args.name}.json")
@@ -258,6 +261,14 @@ def main():
     if os.path.exists(path) and not args.force:
         with open(path) as file:
             results = json.load(file)
+    for other in args.merge:
+        with open(os.path.join(RESULTS, f"{other}.json")) as file:
+            results["methods"].update(json.load(file)["methods"])
+    if args.merge:
+        results["methods"] = {n: results["methods"][n] for n in METHODS if n in results["methods"]}
+        write_results(args.name, results, markdown(results), readme=not args.quick)
+        plot(results, os.path.join(RESULTS, f"{args.name}.png"))
+        return
     data = load_data(args.quick)
     for name in args.only or list(METHODS):
         if name in results["methods"] and not args.force:

@@ -6,6 +6,7 @@ from zoo.cost import cost, static_cost
 from zoo.dynamic_model import DynamicModel
 from zoo.evaluation import evaluate_ratios
 from zoo.models import build, list_models
+from zoo.presets import list_presets, load
 from zoo.subnet import extract_subnet
 from zoo.width_groups import reorder_channels, width_groups
 
@@ -19,6 +20,8 @@ __all__ = [
     "extract_subnet",
     "layers",
     "list_models",
+    "list_presets",
+    "load",
     "profiles",
     "reorder_channels",
     "static_cost",

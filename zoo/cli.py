@@ -43,6 +43,17 @@ def make_parser():
     train.add_argument("--width", type=float, default=1.0, help="channel multiplier")
     train.add_argument("--profile", default="uniform")
     train.add_argument("--output", help="save the trained model to this .keras file")
+    train.add_argument(
+        "--preset",
+        help="reproduce a preset from its recipe (zoo.list_presets()); its weights go to "
+        "--weights-dir and its registry entry is updated",
+    )
+    train.add_argument("--weights-dir", default="saved_models", help="where preset weights are written")
+    train.add_argument(
+        "--checkpoint-dir",
+        help="BackupAndRestore folder: an interrupted preset run resumes from it "
+        "(default: KERAS_HOME/zoo/runs/PRESET)",
+    )
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model")
     evaluate.add_argument("model_path", help="a .keras file saved by `train`")
     for command in (train, evaluate):
@@ -57,6 +68,10 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = make_parser().parse_args(argv or ["train"])
     keras.utils.set_random_seed(args.seed)
+    if args.command == "train" and args.preset:
+        from zoo.preset_training import train_preset
+
+        return train_preset(args.preset, args.data_dir, args.weights_dir, args.checkpoint_dir, args.seed)
     test = datasets.load_arrays(args.dataset, "test", args.data_dir)
     if args.command == "evaluate":
         model = keras.saving.load_model(args.model_path)

@@ -1,0 +1,145 @@
+import functools
+import hashlib
+import http.server
+import os
+import threading
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo import weights_download
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAVED_MODELS = os.path.join(ROOT, "saved_models")
+
+
+class Server:
+    """`saved_models/`-like folder served over HTTP on 127.0.0.1."""
+
+    def __init__(self, directory):
+        handler = functools.partial(QuietHandler, directory=str(directory))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    requests = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        QuietHandler.requests.append(self.path)
+        super().do_GET()
+
+
+@pytest.fixture
+def serve(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    servers = []
+
+    def start(directory):
+        server = Server(directory)
+        servers.append(server)
+        monkeypatch.setenv(weights_download.BASE_URL_ENV, server.url)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def cached_files():
+    directory = weights_download.cache_dir()
+    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+def digest(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_download_verifies_caches_and_then_needs_no_network(serve, tmp_path):
+    folder = tmp_path / "published"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(b"weights" * 100)
+    server = serve(folder)
+    path = weights_download.fetch("w.bin", digest(b"weights" * 100))
+    assert open(path, "rb").read() == b"weights" * 100
+    server.stop()  # cached and verified: no network needed
+    assert weights_download.fetch("w.bin", digest(b"weights" * 100)) == path
+
+
+@pytest.mark.parametrize("served", [b"weightz" * 100, b"weights" * 50], ids=["tampered", "truncated"])
+def test_corrupt_download_names_the_file_and_hash_and_caches_nothing(serve, tmp_path, served):
+    folder = tmp_path / "published"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(served)
+    serve(folder)
+    expected = digest(b"weights" * 100)
+    with pytest.raises(weights_download.WeightsIntegrityError, match=f"'w.bin'.*expected {expected}"):
+        weights_download.fetch("w.bin", expected)
+    assert cached_files() == []
+
+
+def test_missing_file_on_the_server_caches_nothing(serve, tmp_path):
+    (tmp_path / "empty").mkdir()
+    serve(tmp_path / "empty")
+    with pytest.raises(Exception, match="404"):
+        weights_download.fetch("absent.bin", "0" * 64)
+    assert cached_files() == []
+
+
+def test_local_folder_as_mirror(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / "w.bin").write_bytes(b"abc")
+    monkeypatch.setenv(weights_download.BASE_URL_ENV, str(tmp_path / "mirror"))
+    assert open(weights_download.fetch("w.bin", digest(b"abc")), "rb").read() == b"abc"
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"Unknown preset 'resnet99'.*mlp_mnist"):
+        zoo.load("resnet99")
+
+
+def test_registry_and_manifest_agree_with_the_files():
+    import json
+
+    with open(os.path.join(SAVED_MODELS, "manifest.json")) as file:
+        manifest = json.load(file)
+    trained = [p for p in zoo.list_presets() if p["trained"]]
+    assert "mlp_mnist_idp" in {p["name"] for p in trained}
+    for row in trained:
+        preset = zoo.presets.get_preset(row["name"])
+        path = os.path.join(SAVED_MODELS, preset["weights"])
+        assert os.path.getsize(path) <= 20 * 2**20
+        assert weights_download.sha256(path) == preset["sha256"] == manifest[preset["weights"]]["sha256"]
+
+
+@pytest.mark.parametrize("name", [p["name"] for p in zoo.list_presets() if p["trained"]])
+def test_every_preset_loads_through_http_and_matches_its_accuracy(serve, name):
+    serve(SAVED_MODELS)
+    preset = zoo.presets.get_preset(name)
+    model = zoo.load(name, pretrained=True)
+    x, y = zoo.datasets.load_arrays(preset["dataset"], "test")
+    ratios = sorted(preset["accuracy"], key=float)
+    for ratio in (ratios[0], ratios[-1]):
+        measured = 100 * zoo.evaluate_ratios(model, (x, y), [float(ratio)])[float(ratio)]
+        assert measured == pytest.approx(preset["accuracy"][ratio], abs=1.0)
+    assert os.listdir(weights_download.cache_dir()) == [preset["weights"]]
+
+
+def test_preset_without_weights_says_how_to_get_them():
+    untrained = [p["name"] for p in zoo.list_presets() if not p["trained"]]
+    if not untrained:
+        pytest.skip("every preset is trained")
+    with pytest.raises(ValueError, match="python -m zoo train --preset"):
+        zoo.load(untrained[0])
+    assert isinstance(zoo.load(untrained[0], pretrained=False), zoo.DynamicModel)
