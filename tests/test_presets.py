@@ -115,7 +115,7 @@ def test_registry_and_manifest_agree_with_the_files():
     with open(os.path.join(SAVED_MODELS, "manifest.json")) as file:
         manifest = json.load(file)
     trained = [p for p in zoo.list_presets() if p["trained"]]
-    assert "mlp_mnist_idp" in {p["name"] for p in trained}
+    assert {"mlp_mnist", "mlp_mnist_idp"} <= {p["name"] for p in trained}
     for row in trained:
         preset = zoo.presets.get_preset(row["name"])
         path = os.path.join(SAVED_MODELS, preset["weights"])

@@ -1,5 +1,6 @@
 """Reproducing a preset: `python -m zoo train --preset NAME`."""
 
+import hashlib
 import json
 import os
 
@@ -28,7 +29,11 @@ def train_preset(name, data_dir=None, weights_dir="saved_models", checkpoint_dir
     test = datasets.load_arrays(preset["dataset"], "test", data_dir)
     split = len(x) * 9 // 10
     model = build(preset["architecture"], **preset["arguments"])
-    checkpoint_dir = checkpoint_dir or os.path.join(weights_download.keras_home(), "zoo", "runs", name)
+    # Keyed by the recipe: a backup of another recipe must never be resumed.
+    key = hashlib.sha256(json.dumps([preset["arguments"], recipe, seed], sort_keys=True).encode()).hexdigest()[:12]
+    checkpoint_dir = checkpoint_dir or os.path.join(
+        weights_download.keras_home(), "zoo", "runs", f"{name}-{key}"
+    )
     print(f"Training preset {name} ({recipe['method']}), checkpoints in {checkpoint_dir}")
     train_recipe(model, recipe, (x[:split], y[:split]), (x[split:], y[split:]), checkpoint_dir, seed, verbose=2)
     calibrate_batchnorm(model, x[:split])
