@@ -31,8 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import callbacks  # noqa: E402
 import zoo  # noqa: E402
+from zoo.recipes import train_recipe  # noqa: E402
 from benchmarks.common import RESULTS, machine, write_results  # noqa: E402
 
 RATIOS = [round(0.10 + 0.05 * i, 2) for i in range(19)]
@@ -49,70 +49,15 @@ BATCH = 128
 LEARNING_RATE = 1e-3
 
 
-def compile_model(model):
-    model.compile(
-        optimizer=keras.optimizers.Adam(LEARNING_RATE),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    return model
-
-
-def build(seed, **kwargs):
+def build(seed, **arguments):
     keras.utils.set_random_seed(seed)
-    return compile_model(zoo.build("mlp", num_classes=10, **kwargs))
+    return zoo.build("mlp", num_classes=10, **arguments)
 
 
-def fit(model, data, epochs, callback_list=(), seed=0):
-    (x, y), _ = data
-    keras.utils.set_random_seed(seed)
-    model.fit(x, y, batch_size=BATCH, epochs=epochs, callbacks=list(callback_list), verbose=0)
-    return model
-
-
-def tesla_callback(data, budget, order, atp, seed):
-    _, validation = data
-    return callbacks.TaskwiseEarlyStopping(
-        TASKS,
-        validation_data=validation,
-        patience=budget["patience"],
-        alpha=0.5,
-        order=order,
-        steps_per_round=budget["round"],
-        alternate_profile=atp,
-        seed=seed,
-    )
-
-
-# Each method: (description, budget, train(data, budget, seed) -> {ratio: model}).
-def train_idp(data, budget, seed):
-    return fit(build(seed, profile="linear"), data, budget["epochs"], seed=seed)
-
-
-def train_idp_multi_profile(data, budget, seed):
-    model = build(seed, profile="linear", profile_boundaries=(0.3,))
-    half = budget["epochs"] // 2
-    stages = [((0.0, 0.3), half), ((0.3, 1.0), budget["epochs"] - half)]
-    return fit(model, data, budget["epochs"], [callbacks.ProfileScheduler(stages=stages)], seed)
-
-
-def make_tesla(order, atp):
-    def train(data, budget, seed):
-        profile = zoo.profiles.Profile("linear", trainable=atp)
-        model = build(seed, profile=profile)
-        return fit(model, data, budget["epochs"], [tesla_callback(data, budget, order, atp, seed)], seed)
-
-    return train
-
-
-def train_single_path(data, budget, seed):
-    sampler = callbacks.SubnetSampler(ratios=RATIOS, per="batch", seed=seed)
-    return fit(build(seed), data, budget["epochs"], [sampler], seed)
-
-
-def train_sandwich(data, budget, seed):
-    sampler = callbacks.SubnetSampler(ratio_range=(0.1, 1.0), sandwich=True, num_ratios=4, seed=seed)
-    return fit(build(seed), data, budget["epochs"], [sampler], seed)
+def train(arguments, recipe, data, seed):
+    """One model by `zoo.recipes`: the same code as `python -m zoo train --preset`."""
+    train_data, validation = data
+    return train_recipe(build(seed, **arguments), recipe, train_data, validation, seed=seed, verbose=0)
 
 
 def evaluate_single(model, test):
@@ -120,38 +65,50 @@ def evaluate_single(model, test):
     return {f"{r:.2f}": 100.0 * accuracies[r] for r in RATIOS}
 
 
-def run_individual(data, budget, seed):
+def run_individual(data, recipe, seed):
     """19 networks, network `r` with `ceil(100 r)` hidden units, trained at full width."""
     _, _, test = data
     result = {}
     for ratio in RATIOS:
         units = zoo.ratio.channel_width(ratio, 100)
-        model = build(seed, hidden_units=(units, units))
-        fit(model, data[:2], budget["epochs"], seed=seed)
+        model = train({"hidden_units": (units, units)}, recipe, data[:2], seed)
         result[f"{ratio:.2f}"] = 100.0 * zoo.evaluate_ratios(model, test, [1.0], batch_size=1000)[1.0]
     return result
 
 
-TESLA_BUDGET = {"epochs": 60, "round": 200, "patience": 3}
+COMMON = {"batch_size": BATCH, "learning_rate": LEARNING_RATE}
+TESLA = {**COMMON, "ratios": TASKS, "epochs": 60, "round": 200, "patience": 3}
+LINEAR = {"profile": "linear"}
+TRAINABLE_LINEAR = {"profile": {"name": "linear", "trainable": True}}
+# Each method: (description, model arguments, recipe of `zoo.recipes`).
 METHODS = {
-    "idp": ("Original IDP (linear profile, full-width training)", {"epochs": 20}, train_idp),
+    "idp": ("Original IDP (linear profile, full-width training)", LINEAR, {**COMMON, "method": "idp", "epochs": 20}),
     "idp_multi_profile": (
         "IDP multi-profile (linear; profiles (0, 0.3] and (0.3, 1], stage by stage)",
-        {"epochs": 20},
-        train_idp_multi_profile,
+        {**LINEAR, "profile_boundaries": (0.3,)},
+        {**COMMON, "method": "idp_multi_profile", "epochs": 20, "boundaries": [0.3]},
     ),
-    "tesla": ("TESLA (linear profile, alpha 0.5, descending tasks)", TESLA_BUDGET, make_tesla("descending", False)),
-    "tesla_atp": ("TESLA + trainable profile (ATP)", TESLA_BUDGET, make_tesla("descending", True)),
-    "r_tesla": ("R-TESLA (uniformly random tasks)", TESLA_BUDGET, make_tesla("random", False)),
-    "r_tesla_atp": ("R-TESLA + trainable profile (ATP)", TESLA_BUDGET, make_tesla("random", True)),
-    "single_path": ("Single-path sampling (one of the 19 ratios per batch)", {"epochs": 20}, train_single_path),
+    "tesla": ("TESLA (linear profile, alpha 0.5, descending tasks)", LINEAR, {**TESLA, "method": "tesla"}),
+    "tesla_atp": ("TESLA + trainable profile (ATP)", TRAINABLE_LINEAR, {**TESLA, "method": "tesla", "atp": True}),
+    "r_tesla": ("R-TESLA (uniformly random tasks)", LINEAR, {**TESLA, "method": "r_tesla"}),
+    "r_tesla_atp": (
+        "R-TESLA + trainable profile (ATP)",
+        TRAINABLE_LINEAR,
+        {**TESLA, "method": "r_tesla", "atp": True},
+    ),
+    "single_path": (
+        "Single-path sampling (one of the 19 ratios per batch)",
+        {},
+        {**COMMON, "method": "single_path", "epochs": 20, "ratios": RATIOS},
+    ),
     "sandwich": (
         "Sandwich rule (4 ratios per step from [0.1, 1]) + in-place distillation",
-        {"epochs": 20},
-        train_sandwich,
+        {},
+        {**COMMON, "method": "sandwich", "epochs": 20, "ratio_range": [0.1, 1.0], "num_ratios": 4},
     ),
-    "individual": ("19 individually trained networks (one per width)", {"epochs": 20}, None),
+    "individual": ("19 individually trained networks (one per width)", {}, {**COMMON, "method": "idp", "epochs": 20}),
 }
+BUDGET_KEYS = ("epochs", "round", "patience")
 
 
 def load_data(quick):
@@ -163,32 +120,32 @@ def load_data(quick):
     return (x[:split], y[:split]), (x[split:], y[split:]), (x_test, y_test)
 
 
-def shrink(budget, quick):
+def shrink(recipe, quick):
     if not quick:
-        return dict(budget)
-    small = dict(budget)
-    small["epochs"] = max(2, budget["epochs"] // 10)
+        return dict(recipe)
+    small = dict(recipe)
+    small["epochs"] = max(2, recipe["epochs"] // 10)
     if "round" in small:
         small["round"], small["patience"] = 20, 1
     return small
 
 
 def run_method(name, data, seeds, quick):
-    description, budget, train = METHODS[name]
-    budget = shrink(budget, quick)
+    description, arguments, recipe = METHODS[name]
+    recipe = shrink(recipe, quick)
     runs = []
     for seed in seeds:
         start = time.perf_counter()
         if name == "individual":
-            accuracy = run_individual(data, budget, seed)
+            accuracy = run_individual(data, recipe, seed)
         else:
-            model = train(data[:2], budget, seed)
+            model = train(arguments, recipe, data[:2], seed)
             accuracy = evaluate_single(model, data[2])
         runs.append({"seed": seed, "accuracy": accuracy, "seconds": time.perf_counter() - start})
     mean = {r: float(np.mean([run["accuracy"][r] for run in runs])) for r in runs[0]["accuracy"]}
     return {
         "description": description,
-        "budget": budget,
+        "budget": {k: recipe[k] for k in BUDGET_KEYS if k in recipe},
         "runs": runs,
         "accuracy": mean,
         "average": float(np.mean(list(mean.values()))),

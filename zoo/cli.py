@@ -52,7 +52,7 @@ def make_parser():
     train.add_argument(
         "--checkpoint-dir",
         help="BackupAndRestore folder: an interrupted preset run resumes from it "
-        "(default: KERAS_HOME/zoo/runs/PRESET)",
+        "(default: KERAS_HOME/zoo/runs/PRESET-<recipe hash>)",
     )
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model")
     evaluate.add_argument("model_path", help="a .keras file saved by `train`")

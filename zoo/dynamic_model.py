@@ -8,7 +8,9 @@ import tensorflow as tf
 
 from zoo import profiles as profiles_lib
 from zoo.layers.dynamic_layer import DynamicLayer
+from zoo.layers.profile_branches import ProfileBranches
 from zoo.ratio import RATIO_RANGE, RatioContext, check_ratio
+from zoo.width_groups import assign_groups, width_groups
 
 DEFAULT_OPERATING_POINTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 MAX_PLAN_SIZE = 32
@@ -172,8 +174,6 @@ class DynamicModel(keras.Model):
         """
         if not self.profile_boundaries:
             return make_layer(name)
-        from zoo.layers.profile_branches import ProfileBranches
-
         copies = [make_layer(f"{name}_p{i}") for i in range(len(self.profile_boundaries) + 1)]
         return ProfileBranches(copies, self.profile_boundaries, name=name)
 
@@ -188,8 +188,6 @@ class DynamicModel(keras.Model):
         self.call(np.zeros((1,) + self.image_shape, "float32"))
         self.built = True
         if self.is_chain:
-            from zoo.width_groups import assign_groups, width_groups
-
             groups = width_groups(self)
             assign_groups(groups)
             self.num_width_groups = len(groups)
@@ -607,8 +605,6 @@ class DynamicModel(keras.Model):
     @property
     def dynamic_layers(self):
         """Every dynamic layer, in the order the network runs them."""
-        from zoo.layers.profile_branches import ProfileBranches
-
         layers = [l for l in self._flatten_layers() if isinstance(l, DynamicLayer)]
         # A profile's own copy of a layer runs inside `ProfileBranches`.
         nested = {id(b) for l in layers if isinstance(l, ProfileBranches) for b in l.branches}

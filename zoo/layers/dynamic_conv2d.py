@@ -94,14 +94,7 @@ class DynamicConv2D(DynamicLayer):
         return self.activation(y)
 
     def channel_axes(self, context):
-        n_in = self.input_width(context, self.input_channels)
-        n_out = self.output_width(context, self.filters)
-        axes = [(self.kernel, {-2: n_in, -1: n_out})]
-        if self.use_bias:
-            axes.append((self.bias, {0: n_out}))
-        if self.gamma is not None:
-            axes.append((self.gamma, {0: n_in}))
-        return axes
+        return self.kernel_channel_axes(context, self.filters)
 
     @property
     def output_spatial(self):

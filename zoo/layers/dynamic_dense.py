@@ -81,14 +81,7 @@ class DynamicDense(DynamicLayer):
         return self.activation(y)
 
     def channel_axes(self, context):
-        n_in = self.input_width(context, self.input_channels)
-        n_out = self.output_width(context, self.units)
-        axes = [(self.kernel, {-2: n_in, -1: n_out})]
-        if self.use_bias:
-            axes.append((self.bias, {0: n_out}))
-        if self.gamma is not None:
-            axes.append((self.gamma, {0: n_in}))
-        return axes
+        return self.kernel_channel_axes(context, self.units)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)

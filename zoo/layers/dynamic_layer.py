@@ -182,6 +182,18 @@ class DynamicLayer(keras.layers.Layer):
         """
         return []
 
+    def kernel_channel_axes(self, context, output_channels):
+        """`channel_axes` of a layer with a kernel `[..., in, out]`, a bias
+        over its outputs and a profile over its inputs (dense, convolution)."""
+        n_in = self.input_width(context, self.input_channels)
+        n_out = self.output_width(context, output_channels)
+        axes = [(self.kernel, {-2: n_in, -1: n_out})]
+        if self.use_bias:
+            axes.append((self.bias, {0: n_out}))
+        if self.gamma is not None:
+            axes.append((self.gamma, {0: n_in}))
+        return axes
+
     def frozen_gradient_masks(self, context):
         """`[(weight, mask)]`, each mask 0 on the block used at `context`'s
         ratio and 1 elsewhere (IDP's profile scheduling freezes that block).

@@ -84,16 +84,19 @@ class ProfileBranches(DynamicLayer):
         self._compute_widths(context)
 
         def run(branch):
-            return lambda: branch(inputs, compute_ratio=context, training=training)
+            return branch(inputs, compute_ratio=context, training=training)
 
         if not context.is_mixed:
-            return tf.switch_case(self.branch_index(context.ratio), [run(b) for b in self.branches])
+            return tf.switch_case(
+                self.branch_index(context.ratio),
+                [lambda branch=branch: run(branch) for branch in self.branches],
+            )
         # A batch mixing ranges (rare: inference with per-sample ratios)
         # runs every branch and picks each sample's own.
         sample_branch = self.branch_index(context.sample_ratios)
         outputs = None
         for index, branch in enumerate(self.branches):
-            y = run(branch)()
+            y = run(branch)
             chosen = tf.reshape(tf.equal(sample_branch, index), [-1] + [1] * (y.shape.rank - 1))
             outputs = y if outputs is None else tf.where(chosen, y, outputs)
         return outputs
@@ -103,7 +106,7 @@ class ProfileBranches(DynamicLayer):
         # branches' conditionals, keeps the tensors usable by later layers.
         branch = self.branches[0]
         self.input_width(context, self.input_channels)
-        self.output_width(context, output_channels(branch))
+        self.output_width(context, getattr(branch, "units", None) or branch.filters)
         if context.is_mixed:
             context.sample_widths(self.input_channels, self.channel_multiple)
 
@@ -127,8 +130,4 @@ class ProfileBranches(DynamicLayer):
             }
         )
         return config
-
-
-def output_channels(layer):
-    return getattr(layer, "units", None) or getattr(layer, "filters", None) or layer.input_channels
 
