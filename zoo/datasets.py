@@ -79,7 +79,7 @@ def load(
     if augment:
         flip = name == "cifar10"
         dataset = dataset.map(
-            lambda x, y: (_augment(x, flip, seed), y),
+            lambda x, y: (augment_image(x, flip, seed), y),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     if batch_size:
@@ -302,7 +302,8 @@ def _decode(data, source):
         raise ValueError(f"Malformed image in {source}: {error.message}") from error
 
 
-def _augment(image, flip, seed):
+def augment_image(image, flip, seed=None):
+    """A random crop of `image` padded by 4 pixels, randomly flipped if `flip`."""
     image = tf.cast(image, "float32")
     height, width = image.shape[0], image.shape[1]
     image = tf.image.pad_to_bounding_box(image, 4, 4, height + 8, width + 8)

@@ -7,6 +7,13 @@ A recipe is a dict saved in the preset registry, e.g.
  "ratios": [1.0, 0.9, ..., 0.1], "round": 200, "patience": 3}
 ```
 
+Optimization keys (all optional): `"optimizer"` (`"adam"`, the default,
+or `"sgd"`: Nesterov momentum 0.9), `"learning_rate"`, `"schedule"`
+(`"constant"` or `"cosine"`: linear warm-up over `"warmup_epochs"`, then
+cosine decay to zero at the last epoch), `"weight_decay"` (decoupled, on
+kernels only) and `"augment"` (random 4-pixel-shift crops and horizontal
+flips for CIFAR-10, see `zoo.datasets.load`).
+
 Methods: `"idp"` (full-width training with the model's profile),
 `"idp_multi_profile"` (`ProfileScheduler` stages over `boundaries`),
 `"tesla"` / `"r_tesla"` (`TaskwiseEarlyStopping`, `"atp": true` for the
@@ -15,7 +22,10 @@ trainable profile), `"single_path"` and `"sandwich"` (`SubnetSampler`).
 
 import os
 
+import math
+
 import keras
+import tensorflow as tf
 
 METHODS = ("idp", "idp_multi_profile", "tesla", "r_tesla", "single_path", "sandwich")
 
@@ -61,6 +71,46 @@ def recipe_callbacks(recipe, validation_data, seed=0):
     ]
 
 
+def make_optimizer(recipe, steps_per_epoch):
+    """The optimizer of `recipe`, with its learning-rate schedule."""
+    learning_rate = recipe.get("learning_rate", 1e-3)
+    schedule = recipe.get("schedule", "constant")
+    if schedule == "cosine":
+        total = recipe["epochs"] * steps_per_epoch
+        warmup = int(recipe.get("warmup_epochs", 0) * steps_per_epoch)
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else learning_rate,
+            decay_steps=max(total - warmup, 1),
+            warmup_target=learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    elif schedule != "constant":
+        raise ValueError(f"Unknown schedule {schedule!r}; known: ['constant', 'cosine'].")
+    weight_decay = recipe.get("weight_decay")
+    name = recipe.get("optimizer", "adam")
+    if name == "adam":
+        optimizer = keras.optimizers.Adam(learning_rate, weight_decay=weight_decay)
+    elif name == "sgd":
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    else:
+        raise ValueError(f"Unknown optimizer {name!r}; known: ['adam', 'sgd'].")
+    if weight_decay:
+        # Batch-norm scales and offsets, biases and the profile are not decayed.
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "profile"])
+    return optimizer
+
+
+def training_dataset(train_data, recipe, seed=0):
+    """`(x, y)` arrays as a shuffled, batched, augmented `tf.data.Dataset`."""
+    from zoo.datasets import augment_image
+
+    x, y = train_data
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    flip = x.shape[-1] == 3
+    dataset = dataset.map(lambda image, label: (augment_image(image, flip), label), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.batch(recipe.get("batch_size", 128)).prefetch(tf.data.AUTOTUNE)
+
+
 def train_recipe(model, recipe, train_data, validation_data, checkpoint_dir=None, seed=0, verbose=1):
     """Compiles and fits `model` by `recipe`; resumable through `checkpoint_dir`.
 
@@ -69,8 +119,9 @@ def train_recipe(model, recipe, train_data, validation_data, checkpoint_dir=None
     run interrupted at any point resumes where it stopped.
     """
     keras.utils.set_random_seed(seed)
+    steps_per_epoch = math.ceil(len(train_data[0]) / recipe.get("batch_size", 128))
     model.compile(
-        optimizer=keras.optimizers.Adam(recipe.get("learning_rate", 1e-3)),
+        optimizer=make_optimizer(recipe, steps_per_epoch),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -78,11 +129,12 @@ def train_recipe(model, recipe, train_data, validation_data, checkpoint_dir=None
     if checkpoint_dir:
         os.makedirs(checkpoint_dir, exist_ok=True)
         extra.append(keras.callbacks.BackupAndRestore(checkpoint_dir))
-    x, y = train_data
+    if recipe.get("augment"):
+        inputs = {"x": training_dataset(train_data, recipe, seed), "shuffle": False}
+    else:
+        inputs = {"x": train_data[0], "y": train_data[1], "batch_size": recipe.get("batch_size", 128)}
     model.fit(
-        x,
-        y,
-        batch_size=recipe.get("batch_size", 128),
+        **inputs,
         epochs=recipe["epochs"],
         callbacks=recipe_callbacks(recipe, validation_data, seed) + extra,
         verbose=verbose,

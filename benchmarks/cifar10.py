@@ -1,0 +1,301 @@
+"""CIFAR-10, side by side: original IDP, TESLA, the sandwich rule, individual networks.
+
+Every method trains the same architecture in the same setup, that of the
+CIFAR-10 presets: the first 45,000 training images (the last 5,000 are the
+validation split TESLA's rounds read), random 4-pixel-shift crops and
+horizontal flips, SGD with Nesterov momentum 0.9, learning rate 0.1 with
+one warm-up epoch and cosine decay, weight decay 5e-4 on kernels, batch
+128, `EPOCHS` epochs, seed 0. Batch norm is calibrated at each operating
+point on training images, then test accuracy (10,000 images) is measured at
+the ratios 0.25, 0.5, 0.75 and 1.0, with the multiply-adds of each.
+
+Methods (see `METHODS`):
+- `idp`: original IDP, linear profile, full-width training.
+- `tesla`: TESLA, linear profile, tasks 1.0, 0.75, 0.5, 0.25 in descending
+  order, alpha 0.5, rounds of half an epoch, patience 2, capped at
+  `EPOCHS` epochs.
+- `sandwich`: the sandwich rule (widest, narrowest and one random ratio
+  from [0.25, 1] each step) with in-place distillation, the best sub-net
+  sampling method of the MNIST benchmark. Its recipe is the preset's: when
+  the preset `<arch>_cifar10` is trained with this very recipe, its
+  published weights are evaluated instead of training it again.
+- `individual`: one network per ratio, built at that width and trained at
+  full width.
+
+Results go to `benchmarks/results/cifar10.{json,md,png}` and the README.
+Each (architecture, method) result is written as soon as it is done, so an
+interrupted run resumes where it stopped (`--force` recomputes), and the
+training itself resumes from a checkpoint under `KERAS_HOME/zoo/runs`.
+
+Usage:
+    ZOO_DATA_DIR=../shared/data python benchmarks/cifar10.py [--archs resnet20 mobilenet] [--only idp ...] [--quick]
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import zoo  # noqa: E402
+from benchmarks.common import RESULTS, machine, write_results  # noqa: E402
+from zoo import presets, weights_download  # noqa: E402
+from zoo.recipes import train_recipe  # noqa: E402
+
+RATIOS = [0.25, 0.5, 0.75, 1.0]
+EPOCHS = 30
+ARCHITECTURES = {
+    "resnet20": {"ratios": RATIOS, "arguments": {}},
+    "mobilenet": {"ratios": RATIOS, "arguments": {}},
+    # Half width keeps the weights under 20 MB (3.7M parameters).
+    "vgg16": {"ratios": [0.2] + RATIOS, "arguments": {"width": 0.5}},
+}
+COMMON = {
+    "batch_size": 128,
+    "optimizer": "sgd",
+    "learning_rate": 0.1,
+    "schedule": "cosine",
+    "warmup_epochs": 1,
+    "weight_decay": 5e-4,
+    "augment": True,
+    "epochs": EPOCHS,
+}
+LINEAR = {"profile": "linear"}
+# Each method: (description, model arguments, recipe of `zoo.recipes`).
+METHODS = {
+    "idp": ("Original IDP (linear profile, full-width training)", LINEAR, {**COMMON, "method": "idp"}),
+    "tesla": (
+        "TESLA (linear profile, descending tasks, alpha 0.5)",
+        LINEAR,
+        {**COMMON, "method": "tesla", "round": 176, "patience": 2},
+    ),
+    "sandwich": (
+        "Sandwich rule (3 ratios per step) + in-place distillation",
+        {},
+        {**COMMON, "method": "sandwich", "num_ratios": 3},
+    ),
+    "individual": ("Individually trained networks (one per ratio)", {}, {**COMMON, "method": "idp"}),
+}
+TARGETS = {"resnet20_full": 88.0, "gap_to_individual": 1.5, "vgg16_0.50": 70.0, "vgg16_0.20": 80.0}
+
+
+def recipe_for(architecture, name, quick):
+    _, _, recipe = METHODS[name]
+    recipe = dict(recipe)
+    ratios = ARCHITECTURES[architecture]["ratios"]
+    if name == "tesla":
+        recipe["ratios"] = sorted(ratios, reverse=True)
+    if name == "sandwich":
+        recipe["ratio_range"] = [min(ratios), 1.0]
+    if quick:
+        recipe["epochs"] = 1
+        if "round" in recipe:
+            recipe["round"], recipe["patience"] = 5, 1
+    return recipe
+
+
+def arguments_for(architecture, name, width=1.0):
+    base = ARCHITECTURES[architecture]
+    arguments = {"num_classes": 10, "operating_points": base["ratios"], **base["arguments"], **METHODS[name][1]}
+    if width != 1.0:
+        arguments["width"] = arguments.get("width", 1.0) * width
+        arguments["operating_points"] = [1.0]
+    return arguments
+
+
+def checkpoint_dir(architecture, arguments, recipe, seed):
+    key = hashlib.sha256(json.dumps([architecture, arguments, recipe, seed], sort_keys=True).encode()).hexdigest()
+    return os.path.join(weights_download.keras_home(), "zoo", "runs", f"cifar10-bench-{key[:12]}")
+
+
+def train(architecture, arguments, recipe, data, seed=0):
+    keras.utils.set_random_seed(seed)
+    model = zoo.build(architecture, **arguments)
+    train_data, validation, _ = data
+    train_recipe(
+        model, recipe, train_data, validation, checkpoint_dir(architecture, arguments, recipe, seed), seed, verbose=2
+    )
+    zoo.calibrate_batchnorm(model, train_data[0])
+    return model
+
+
+def published_preset(architecture, arguments, recipe):
+    """The trained preset `<architecture>_cifar10`, if this is its recipe."""
+    name = f"{architecture}_cifar10"
+    try:
+        preset = presets.get_preset(name)
+    except ValueError:
+        return None
+    if not preset.get("sha256") or preset["recipe"] != recipe or preset["arguments"] != arguments:
+        return None
+    return name
+
+
+def run_single_model(architecture, name, data, quick):
+    recipe = recipe_for(architecture, name, quick)
+    arguments = arguments_for(architecture, name)
+    ratios = ARCHITECTURES[architecture]["ratios"]
+    source = None if quick else published_preset(architecture, arguments, recipe)
+    start = time.perf_counter()
+    if source:
+        model = zoo.load(source, pretrained=True)
+    else:
+        model = train(architecture, arguments, recipe, data)
+    accuracy = zoo.evaluate_ratios(model, data[2], ratios, batch_size=500)
+    return {
+        "accuracy": {f"{r:.2f}": 100.0 * accuracy[r] for r in ratios},
+        "mult_adds": {f"{r:.2f}": zoo.cost(model, r)["flops"] for r in ratios},
+        "seconds": None if source else time.perf_counter() - start,
+        "source": f"preset {source}" if source else "trained by this script",
+        "recipe": recipe,
+    }
+
+
+def run_individual(architecture, data, quick):
+    recipe = recipe_for(architecture, "individual", quick)
+    result = {"accuracy": {}, "mult_adds": {}, "seconds": 0.0, "source": "trained by this script", "recipe": recipe}
+    for ratio in ARCHITECTURES[architecture]["ratios"]:
+        start = time.perf_counter()
+        model = train(architecture, arguments_for(architecture, "individual", ratio), recipe, data)
+        key = f"{ratio:.2f}"
+        result["accuracy"][key] = 100.0 * zoo.evaluate_ratios(model, data[2], [1.0], batch_size=500)[1.0]
+        result["mult_adds"][key] = zoo.cost(model, 1.0)["flops"]
+        result["seconds"] += time.perf_counter() - start
+    return result
+
+
+def load_data(quick):
+    x, y = zoo.datasets.load_arrays("cifar10", "train")
+    test = zoo.datasets.load_arrays("cifar10", "test")
+    if quick:
+        x, y, test = x[:2000], y[:2000], (test[0][:500], test[1][:500])
+    split = len(x) * 9 // 10
+    return (x[:split], y[:split]), (x[split:], y[split:]), test
+
+
+def target_checks(architecture, methods):
+    """Each target that applies to `architecture`: (text, met)."""
+    checks = []
+    singles = {n: m for n, m in methods.items() if n != "individual"}
+    best = max(singles, key=lambda n: np.mean(list(singles[n]["accuracy"].values())), default=None)
+    if architecture == "resnet20" and best:
+        value = max(m["accuracy"]["1.00"] for m in singles.values())
+        checks.append((f"resnet20 at ratio 1.0 >= 88%: {value:.2f}", value >= TARGETS["resnet20_full"]))
+    if best and "individual" in methods:
+        gaps = {r: methods["individual"]["accuracy"][r] - singles[best]["accuracy"][r] for r in singles[best]["accuracy"]}
+        worst = max(gaps, key=gaps.get)
+        checks.append(
+            (
+                f"best single model ({best}) within 1.5 points of the individual networks at every ratio: "
+                f"largest gap {gaps[worst]:.2f} at {worst}",
+                gaps[worst] <= TARGETS["gap_to_individual"],
+            )
+        )
+    if architecture == "vgg16" and best:
+        for ratio, target in (("0.50", 70.0), ("0.20", 80.0)):
+            value = max(m["accuracy"][ratio] for m in singles.values())
+            checks.append((f"vgg16 at ratio {ratio} >= {target:.0f}%: {value:.2f}", value >= target))
+    return checks
+
+
+def markdown(results):
+    lines = []
+    for architecture, entry in results["architectures"].items():
+        methods = entry["methods"]
+        ratios = [f"{r:.2f}" for r in ARCHITECTURES[architecture]["ratios"]]
+        lines += [f"**{architecture}**", ""]
+        lines.append("| method | " + " | ".join(ratios) + " | train time | source |")
+        lines.append("| --- " * (len(ratios) + 3) + "|")
+        for name in METHODS:
+            if name not in methods:
+                continue
+            method = methods[name]
+            seconds = method["seconds"]
+            lines.append(
+                f"| {METHODS[name][0]} | "
+                + " | ".join(f"{method['accuracy'][r]:.2f}" for r in ratios)
+                + f" | {'' if seconds is None else f'{seconds / 60:.0f} min'} | {method['source']} |"
+            )
+        any_method = next(iter(methods.values()))
+        lines.append(
+            "| multiply-adds (millions) | "
+            + " | ".join(f"{any_method['mult_adds'][r] / 1e6:.1f}" for r in ratios)
+            + " | | |"
+        )
+        lines.append("")
+        for text, met in target_checks(architecture, methods):
+            lines.append(f"- {'met' if met else '**missed**'}: {text}")
+        lines.append("")
+    lines.append(
+        f"Test accuracy (%) on the 10,000 CIFAR-10 test images. Budget: {EPOCHS} epochs per model on "
+        "45,000 images (SGD, cosine schedule, augmentation; see `benchmarks/cifar10.py`), one seed, "
+        "on a 2-core CPU. The multiply-adds are those of the dynamic model at each ratio; an "
+        "individual network of the same width costs the same."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    architectures = list(results["architectures"])
+    figure, axes = plt.subplots(1, len(architectures), figsize=(6 * len(architectures), 4.5), squeeze=False)
+    for axis, architecture in zip(axes[0], architectures):
+        for name, method in results["architectures"][architecture]["methods"].items():
+            flops = [v / 1e6 for v in method["mult_adds"].values()]
+            axis.plot(flops, list(method["accuracy"].values()), marker="o", label=name)
+        axis.set_xscale("log")
+        axis.set_xlabel("multiply-adds (millions)")
+        axis.set_ylabel("test accuracy (%)")
+        axis.set_title(f"CIFAR-10 {architecture}")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archs", nargs="*", choices=list(ARCHITECTURES), default=["resnet20", "mobilenet"])
+    parser.add_argument("--only", nargs="*", choices=list(METHODS), help="methods to run")
+    parser.add_argument("--quick", action="store_true", help="2,000 images and one epoch (smoke test)")
+    parser.add_argument("--force", action="store_true", help="recompute results already present")
+    parser.add_argument("--report", action="store_true", help="only rewrite the report and plot")
+    args = parser.parse_args()
+
+    name = "cifar10_quick" if args.quick else "cifar10"
+    path = os.path.join(RESULTS, f"{name}.json")
+    results = {"architectures": {}}
+    if os.path.exists(path):
+        with open(path) as file:
+            results = json.load(file)
+    data = None if args.report else load_data(args.quick)
+    for architecture in [] if args.report else args.archs:
+        entry = results["architectures"].setdefault(architecture, {"methods": {}})
+        for method in args.only or list(METHODS):
+            if method in entry["methods"] and not args.force:
+                continue
+            print(f"{architecture} / {method}...", flush=True)
+            if method == "individual":
+                entry["methods"][method] = run_individual(architecture, data, args.quick)
+            else:
+                entry["methods"][method] = run_single_model(architecture, method, data, args.quick)
+            entry["methods"] = {n: entry["methods"][n] for n in METHODS if n in entry["methods"]}
+            print(f"  {entry['methods'][method]['accuracy']}", flush=True)
+            results.update({"epochs": EPOCHS, "quick": args.quick, "machine": machine()})
+            write_results(name, results, markdown(results), readme=not args.quick)
+    write_results(name, results, markdown(results), readme=not args.quick)
+    plot(results, os.path.join(RESULTS, f"{name}.png"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+import zoo
+from zoo.recipes import make_optimizer, train_recipe, training_dataset
+
+SGD_COSINE = {
+    "optimizer": "sgd",
+    "learning_rate": 0.1,
+    "schedule": "cosine",
+    "warmup_epochs": 1,
+    "weight_decay": 5e-4,
+    "epochs": 3,
+}
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    optimizer = make_optimizer(SGD_COSINE, steps_per_epoch=10)
+    schedule = optimizer._learning_rate
+    assert float(schedule(0)) == pytest.approx(0.0)
+    assert float(schedule(5)) == pytest.approx(0.05)
+    assert float(schedule(10)) == pytest.approx(0.1)
+    assert float(schedule(30)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_weight_decay_spares_batch_norm_and_profile():
+    model = zoo.build("resnet20", num_classes=10, width=0.25, profile={"name": "linear", "trainable": True})
+    optimizer = make_optimizer(SGD_COSINE, steps_per_epoch=10)
+    optimizer.build(model.trainable_variables)
+    decayed = {v.path.split("/")[-1] for v in model.trainable_variables if optimizer._use_weight_decay(v)}
+    assert decayed == {"kernel"}
+
+
+@pytest.mark.parametrize(
+    "recipe, message",
+    [({"optimizer": "rmsprop"}, "Unknown optimizer 'rmsprop'"), ({"schedule": "step"}, "Unknown schedule 'step'")],
+)
+def test_unknown_optimizer_or_schedule_is_named(recipe, message):
+    with pytest.raises(ValueError, match=message):
+        make_optimizer({"epochs": 1, **recipe}, steps_per_epoch=1)
+
+
+def test_augmented_dataset_shifts_and_keeps_shapes():
+    x = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(8, dtype="int32")
+    images, labels = next(iter(training_dataset((x, y), {"batch_size": 8}, seed=1)))
+    assert images.shape == (8, 32, 32, 3) and images.dtype == "float32"
+    assert sorted(labels.numpy()) == list(range(8))
+    assert not np.array_equal(np.sort(images.numpy().ravel()), np.sort(x.astype("float32").ravel()))
+
+
+def test_augmented_sgd_recipe_trains():
+    x = np.random.default_rng(0).integers(0, 255, (64, 32, 32, 3), dtype=np.uint8)
+    y = (x.mean(axis=(1, 2, 3)) > 127).astype("int32")
+    model = zoo.build("resnet20", num_classes=2, width=0.25, operating_points=[0.5, 1.0])
+    recipe = {**SGD_COSINE, "method": "idp", "augment": True, "batch_size": 32, "epochs": 1}
+    train_recipe(model, recipe, (x, y), (x, y), verbose=0)
+    assert int(model.optimizer.iterations) == 2
