@@ -1,6 +1,6 @@
 """A zoo of dynamic-width networks: one model, any compute ratio in (0, 1]."""
 
-from zoo import datasets, layers, profiles
+from zoo import datasets, effort, layers, profiles
 from zoo.batchnorm import calibrate_batchnorm
 from zoo.cost import cost, static_cost
 from zoo.dynamic_model import DynamicModel
@@ -13,6 +13,7 @@ from zoo.width_groups import reorder_channels, width_groups
 __all__ = [
     "DynamicModel",
     "datasets",
+    "effort",
     "evaluate_ratios",
     "build",
     "calibrate_batchnorm",
