@@ -121,6 +121,10 @@ class EffortConv2D(keras.layers.Layer):
         `"sfma"` (what each knob adds to decide)."""
         return self._forward(inputs, count=True)[1]
 
+    def measure(self, inputs):
+        """`(outputs, operations)` of one pass (see `operations`)."""
+        return self._forward(inputs, count=True)
+
     @property
     def dense_operations(self):
         """Scalar operations of the plain convolution, per input."""

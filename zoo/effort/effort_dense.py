@@ -97,6 +97,10 @@ class EffortDense(keras.layers.Layer):
             remainder = tf.zeros_like(partial)
         return spet.output(partial, remainder, stopped), stopped
 
+    def measure(self, inputs):
+        """`(outputs, operations)` of one pass (see `operations`)."""
+        return self._forward(inputs)[0], self.operations(inputs)
+
     def operations(self, inputs):
         """Scalar operations per input: `"total"`, `"dot_products"`, `"spet"`
         (its comparisons), and zero `"sdss"` and `"sfma"`."""

@@ -9,13 +9,17 @@ from zoo.effort.effort_conv2d import EffortConv2D
 from zoo.effort.preparation import effort_layers, prepare
 
 KNOBS = ("sdss", "spet", "sfma")
-# Candidate thresholds per knob, from the most to the least aggressive.
+# Candidate settings per knob; tuning picks among them by their error.
 CANDIDATES = {
-    "sdss": (0.8, 0.5, 0.3, 0.2, 0.1, 0.05),
-    "spet": (0.0, 0.25, 0.5, 1.0, 2.0, 3.0),
-    "sfma": (0.3, 0.2, 0.1, 0.05, 0.02),
+    "sdss": [{"sdss_threshold": t} for t in (0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2)],
+    "spet": [
+        {"spet_margin": m, "spet_fraction": f} for f in (0.25, 0.5) for m in (3.0, 2.0, 1.0, 0.5, 0.25, 0.0)
+    ],
+    "sfma": [{"sfma_threshold": t} for t in (0.02, 0.05, 0.1, 0.2, 0.3)],
 }
 ATTRIBUTES = {"spet": "spet_margin", "sdss": "sdss_threshold", "sfma": "sfma_threshold"}
+# Tolerances on a layer's relative output error, from the strictest.
+ERROR_LEVELS = tuple(float(e) for e in np.logspace(-4, 0, 17))
 
 
 def tune(
@@ -24,38 +28,40 @@ def tune(
     max_accuracy_drop=0.005,
     knobs=KNOBS,
     compute_ratio=1.0,
-    spet_fraction=0.5,
-    calibration_size=512,
+    probe_size=256,
     batch_size=250,
     verbose=0,
 ):
     """The model with DyVEDeep's effort knobs set under an accuracy budget.
 
-    The model is copied with knob-carrying layers (`prepare`), the knobs are
-    calibrated on the first `calibration_size` images, then the thresholds
-    are searched layer by layer, in call order: for each layer and knob the
-    most aggressive candidate whose accuracy on `calibration_data` stays
-    within the budget is kept (a binary search over `CANDIDATES`), or the
-    knob stays off. Step `i` of `n` may use `(i + 1) / n` of the budget, so
-    the first layers cannot spend it all. No weight changes.
+    The model is copied with knob-carrying layers (`prepare`) and the knobs
+    are calibrated on the inputs each layer sees for the first `probe_size`
+    images. Every candidate setting of every knob (`CANDIDATES`) is then
+    tried on each layer alone, on those cached inputs, to measure its
+    relative output error `|y' - y|^2 / |y|^2` and its scalar operations.
+    One tolerance is shared by all layers: each knob of each layer takes the
+    cheapest candidate whose error is within it (or stays off when none
+    saves work). A binary search over `ERROR_LEVELS` finds the loosest
+    tolerance whose accuracy on `calibration_data` stays within the budget.
+    No weight changes.
 
     Args:
         model: a trained `zoo.DynamicModel` or a functional or `Sequential`
             Keras CNN or MLP ending in logits or probabilities.
-        calibration_data: `(images, labels)` arrays (not the test set).
+        calibration_data: `(images, labels)` arrays (not the test set); a
+            few thousand images resolve a budget of half a point.
         max_accuracy_drop: the accuracy the knobs may lose on
             `calibration_data`, a fraction in [0, 1): 0.005 is half a point.
         knobs: which knobs to use, among `"spet"`, `"sdss"` and `"sfma"`.
         compute_ratio: the ratio of a zoo model; the knobs work within it.
-        spet_fraction: share of a neuron's inputs in SPET's partial sum.
-        calibration_size: images used to calibrate the knobs' scales.
+        probe_size: images whose layer inputs calibrate and rank the knobs.
         batch_size: evaluation batch size.
-        verbose: 1 prints each choice.
+        verbose: 1 prints the search.
 
     Returns:
         The tuned functional `keras.Model` (same inputs and outputs as
-        `model`); `settings(model)` lists the chosen thresholds, which are
-        saved with it.
+        `model`). `settings(model)` lists the chosen thresholds, which are
+        saved with it; `model.effort_tuning` records the search.
 
     Example:
     >>> fast = zoo.effort.tune(model, (x_val, y_val), max_accuracy_drop=0.005)
@@ -72,46 +78,72 @@ def tune(
         raise ValueError(f"Unknown knobs {sorted(unknown)}; choose among {list(KNOBS)}.")
     images, labels = calibration_data
     fast = prepare(model, compute_ratio)
-    steps = [(layer, knob) for layer in effort_layers(fast) for knob in knobs if _applies(layer, knob)]
-    if not steps:
+    if not any(_applies(layer, knob) for layer in effort_layers(fast) for knob in knobs):
         raise ValueError(
             f"No layer of {model.name!r} takes the knobs {list(knobs)}: SPET needs a Conv2D or Dense layer "
             "followed by ReLU, SDSS and SFMA a Conv2D layer."
         )
-    calibrate(fast, images[:calibration_size], batch_size)
+    inputs = layer_inputs(fast, images[:probe_size], batch_size)
+    options = {}
     for layer in effort_layers(fast):
-        layer.spet_fraction = float(spet_fraction)
+        layer.calibrate(inputs[layer.name])
+        options[layer.name] = {
+            knob: _measure_candidates(layer, knob, inputs[layer.name]) for knob in knobs if _applies(layer, knob)
+        }
     baseline = accuracy(fast, images, labels, batch_size)
-    history = []
-    for index, (layer, knob) in enumerate(steps):
-        floor = baseline - max_accuracy_drop * (index + 1) / len(steps)
-        value, measured = _most_aggressive(fast, layer, knob, floor, images, labels, batch_size)
-        history.append({"layer": layer.name, "knob": knob, "threshold": value, "accuracy": measured})
+    floor = baseline - max_accuracy_drop
+    searched = []
+    best, low, high = None, 0, len(ERROR_LEVELS) - 1
+    while low <= high:
+        middle = (low + high) // 2
+        _apply(fast, options, ERROR_LEVELS[middle])
+        measured = accuracy(fast, images, labels, batch_size)
+        searched.append({"tolerance": ERROR_LEVELS[middle], "accuracy": measured})
         if verbose:
-            print(f"{layer.name:32s} {knob}: {value!s:6s} accuracy {measured:.4f} (floor {floor:.4f})")
-    fast.effort_tuning = {"baseline_accuracy": baseline, "max_accuracy_drop": max_accuracy_drop, "steps": history}
+            print(f"tolerance {ERROR_LEVELS[middle]:.2e}: accuracy {measured:.4f} (floor {floor:.4f})")
+        if measured >= floor:
+            best, low = middle, middle + 1
+        else:
+            high = middle - 1
+    _apply(fast, options, ERROR_LEVELS[best] if best is not None else None)
+    fast.effort_tuning = {
+        "baseline_accuracy": baseline,
+        "max_accuracy_drop": max_accuracy_drop,
+        "tolerance": None if best is None else ERROR_LEVELS[best],
+        "search": searched,
+    }
     fast.predict_function = None
     return fast
 
 
 def settings(model):
-    """`{layer name: {knob: threshold}}` of the knobs that are on."""
-    return {
-        layer.name: {knob: getattr(layer, ATTRIBUTES[knob]) for knob in layer.knobs}
-        for layer in effort_layers(model)
-        if layer.knobs
-    }
+    """`{layer name: {knob: threshold}}` of the knobs that are on (with
+    `"spet_fraction"` where SPET is)."""
+    chosen = {}
+    for layer in effort_layers(model):
+        if layer.knobs:
+            chosen[layer.name] = {knob: getattr(layer, ATTRIBUTES[knob]) for knob in layer.knobs}
+            if "spet" in layer.knobs:
+                chosen[layer.name]["spet_fraction"] = layer.spet_fraction
+    return chosen
 
 
-def calibrate(model, images, batch_size=250):
-    """Calibrates every knob layer on its own inputs for `images`."""
+def layer_inputs(model, images, batch_size=250):
+    """`{layer name: array}`: what each knob layer receives for `images`."""
     import keras
 
     layers = effort_layers(model)
     probe = keras.Model(model.inputs, [layer.input for layer in layers])
-    inputs = probe.predict(images, batch_size=batch_size, verbose=0)
-    for layer, layer_inputs in zip(layers, inputs if len(layers) > 1 else [inputs]):
-        layer.calibrate(layer_inputs)
+    outputs = probe.predict(images, batch_size=batch_size, verbose=0)
+    outputs = outputs if len(layers) > 1 else [outputs]
+    return {layer.name: value for layer, value in zip(layers, outputs)}
+
+
+def calibrate(model, images, batch_size=250):
+    """Calibrates every knob layer on its own inputs for `images`."""
+    inputs = layer_inputs(model, images, batch_size)
+    for layer in effort_layers(model):
+        layer.calibrate(inputs[layer.name])
 
 
 def accuracy(model, images, labels, batch_size=250):
@@ -129,22 +161,48 @@ def _applies(layer, knob):
     return isinstance(layer, EffortConv2D) and min(layer.output_spatial) >= 2
 
 
-def _most_aggressive(model, layer, knob, floor, images, labels, batch_size):
-    """Binary search over the candidates, assuming accuracy grows as they get milder."""
-    attribute = ATTRIBUTES[knob]
-    candidates = CANDIDATES[knob]
-    best, best_accuracy = None, None
-    low, high = 0, len(candidates) - 1
-    while low <= high:
-        middle = (low + high) // 2
-        setattr(layer, attribute, candidates[middle])
-        measured = accuracy(model, images, labels, batch_size)
-        if measured >= floor:
-            best, best_accuracy = candidates[middle], measured
-            high = middle - 1
-        else:
-            low = middle + 1
-    setattr(layer, attribute, best)
-    if best is None:
-        best_accuracy = accuracy(model, images, labels, batch_size)
-    return best, best_accuracy
+def _measure_candidates(layer, knob, inputs):
+    """`[(setting, relative error, mean operations)]` of each candidate of
+    `knob` on `layer` alone, over `inputs`."""
+    exact, _ = layer.measure(inputs)
+    energy = float(tf.reduce_sum(tf.square(exact))) + 1e-12
+    measured = []
+    for setting in CANDIDATES[knob]:
+        with _temporarily(layer, setting):
+            outputs, counts = layer.measure(inputs)
+        error = float(tf.reduce_sum(tf.square(outputs - exact))) / energy
+        measured.append((setting, error, float(tf.reduce_mean(counts["total"]))))
+    return measured
+
+
+def _apply(model, options, tolerance):
+    """Each knob of each layer: its cheapest candidate within `tolerance`."""
+    for layer in effort_layers(model):
+        for attribute in ATTRIBUTES.values():
+            setattr(layer, attribute, None)
+        layer.spet_fraction = 0.5
+        if tolerance is None:
+            continue
+        for candidates in options[layer.name].values():
+            within = [(ops, setting) for setting, error, ops in candidates if error <= tolerance]
+            if within:
+                ops, setting = min(within, key=lambda pair: pair[0])
+                if ops < layer.dense_operations:
+                    for attribute, value in setting.items():
+                        setattr(layer, attribute, value)
+
+
+class _temporarily:
+    """Sets layer attributes for a `with` block, then restores them."""
+
+    def __init__(self, layer, setting):
+        self.layer, self.setting = layer, setting
+
+    def __enter__(self):
+        self.saved = {attribute: getattr(self.layer, attribute) for attribute in self.setting}
+        for attribute, value in self.setting.items():
+            setattr(self.layer, attribute, value)
+
+    def __exit__(self, *exc):
+        for attribute, value in self.saved.items():
+            setattr(self.layer, attribute, value)
