@@ -22,8 +22,8 @@ from zoo.ratio import check_ratio
 KEYS = ("flops", "params", "dot_products")
 
 
-def cost(model, compute_ratio=1.0, per_layer=False, layer_ratios=None):
-    """Analytical cost of a `zoo.DynamicModel` at `compute_ratio`.
+def cost(model, compute_ratio=1.0, per_layer=False, layer_ratios=None, data=None):
+    """Cost of a `zoo.DynamicModel` at `compute_ratio`.
 
     Args:
         model: a `zoo.DynamicModel`.
@@ -31,14 +31,26 @@ def cost(model, compute_ratio=1.0, per_layer=False, layer_ratios=None):
         per_layer: also return `"layers"`: each dynamic layer's own counts.
         layer_ratios: a non-uniform sub-net instead: one ratio per width
             group (chain models, see `zoo.width_groups`).
+        data: images, for models whose cost depends on the input (LC-Net):
+            then the result is the mean over them, with `"per_input"`.
 
     Returns:
-        `{"flops": int, "params": int, "dot_products": int}` (and `"layers"`).
+        `{"flops": int, "params": int, "dot_products": int}` (and `"layers"`),
+        or for an input-dependent model `{"flops": mean multiply-adds,
+        "per_input": array, "backbone_flops": int}`.
 
     Example:
     >>> zoo.cost(model, compute_ratio=0.5)["flops"]
+    >>> zoo.cost(lcnet, compute_ratio=0.5, data=x_test[:1000])["per_input"]
     """
     check_ratio(compute_ratio)
+    if hasattr(model, "cost_per_input"):
+        if data is None:
+            raise ValueError(
+                f"{model.name} spends a different cost on each input: pass the inputs as `data=`."
+            )
+        per_input = model.cost_per_input(data, float(compute_ratio))
+        return {"flops": float(per_input.mean()), "per_input": per_input, "backbone_flops": model.backbone_cost}
     if layer_ratios is not None:
         layer_ratios = [float(r) for r in layer_ratios]
         check_ratio(layer_ratios)

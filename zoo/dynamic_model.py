@@ -194,6 +194,14 @@ class DynamicModel(keras.Model):
 
     # -- inference -------------------------------------------------------------
 
+    def __call__(self, inputs, *args, **kwargs):
+        # Keras takes only tensors inside positional inputs: a plain number
+        # as the dict's ratio becomes a 0-d array.
+        if isinstance(inputs, dict) and isinstance(inputs.get("compute_ratio"), (int, float)):
+            check_ratio(inputs["compute_ratio"])
+            inputs = dict(inputs, compute_ratio=np.asarray(inputs["compute_ratio"], "float32"))
+        return super().__call__(inputs, *args, **kwargs)
+
     def call(self, inputs, compute_ratio=None, training=None, layer_ratios=None):
         if layer_ratios is not None:
             if compute_ratio is not None or isinstance(inputs, dict):
@@ -402,20 +410,9 @@ class DynamicModel(keras.Model):
         variables = self.trainable_variables
         distillation = self._plan_distillation
 
-        def predict(index):
-            uniform = lambda: self(x, compute_ratio=self._plan_ratios[index], training=True)
-            if not self.num_width_groups:
-                return uniform()
-            groups = self._plan_layer_ratios[index, : self.num_width_groups]
-            return tf.cond(
-                self._plan_nonuniform > 0,
-                lambda: self(x, layer_ratios=groups, training=True),
-                uniform,
-            )
-
         def plan_loss(index, teacher):
-            prediction = predict(index)
-            loss = self._compile_loss(y, prediction, sample_weight)
+            prediction, penalty = self._plan_prediction(x, index)
+            loss = self._compile_loss(y, prediction, sample_weight) + penalty
             if teacher is not None:
                 soft = keras.losses.categorical_crossentropy(
                     teacher, prediction, from_logits=True
@@ -447,6 +444,20 @@ class DynamicModel(keras.Model):
         self.weights_changed()
         self._loss_tracker.update_state(total, sample_weight=tf.shape(x)[0])
         return self.compute_metrics(x, y, prediction, sample_weight=sample_weight)
+
+    def _plan_prediction(self, x, index):
+        """The training prediction at plan entry `index`, and a penalty added
+        to its loss (none here; models with a compute budget add one)."""
+        uniform = lambda: self(x, compute_ratio=self._plan_ratios[index], training=True)
+        if not self.num_width_groups:
+            return uniform(), 0.0
+        groups = self._plan_layer_ratios[index, : self.num_width_groups]
+        prediction = tf.cond(
+            self._plan_nonuniform > 0,
+            lambda: self(x, layer_ratios=groups, training=True),
+            uniform,
+        )
+        return prediction, 0.0
 
     # -- what a step updates (profile scheduling, TESLA's ATP) ---------------
 

@@ -1,5 +1,6 @@
 """Dynamic-width layers: they compute only the channels a compute ratio keeps."""
 
+from zoo.layers.block_gate import BlockGate
 from zoo.layers.dynamic_batch_normalization import DynamicBatchNormalization
 from zoo.layers.dynamic_conv2d import DynamicConv2D
 from zoo.layers.dynamic_dense import DynamicDense
@@ -9,6 +10,7 @@ from zoo.layers.profile_branches import ProfileBranches
 from zoo.layers.zero_pad_shortcut import ZeroPadShortcut
 
 __all__ = [
+    "BlockGate",
     "DynamicBatchNormalization",
     "DynamicConv2D",
     "DynamicDense",

@@ -1,5 +1,6 @@
 """The zoo's architectures, by name."""
 
+from zoo.models.lcnet_resnet20 import LCNetResNet20
 from zoo.models.mlp import MLP
 from zoo.models.mobilenet import MobileNet
 from zoo.models.resnet20 import ResNet20
@@ -10,6 +11,7 @@ MODELS = {
     "vgg16": VGG16,
     "resnet20": ResNet20,
     "mobilenet": MobileNet,
+    "lcnet_resnet20": LCNetResNet20,
 }
 
 
@@ -35,4 +37,4 @@ def build(name, **kwargs):
     return MODELS[name](**kwargs)
 
 
-__all__ = ["MLP", "MODELS", "MobileNet", "ResNet20", "VGG16", "build", "list_models"]
+__all__ = ["LCNetResNet20", "MLP", "MODELS", "MobileNet", "ResNet20", "VGG16", "build", "list_models"]

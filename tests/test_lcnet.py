@@ -1,0 +1,107 @@
+import keras
+import numpy as np
+import pytest
+
+import callbacks
+import zoo
+
+SMALL = {"blocks_per_stage": 1, "input_shape": (8, 8, 1), "num_classes": 10, "operating_points": [0.5, 0.75, 1.0]}
+RNG = np.random.default_rng(0)
+IMAGES = RNG.uniform(0, 16, (6, 8, 8, 1)).astype("float32")
+
+
+def small_model(**kwargs):
+    keras.utils.set_random_seed(0)
+    return zoo.build("lcnet_resnet20", **{**SMALL, **kwargs})
+
+
+def close_block(model, index):
+    gate = model.blocks[index]["gate"]
+    gate.block_head.bias.assign([-100.0])
+    gate.block_head.kernel.assign(np.zeros_like(gate.block_head.kernel.numpy()))
+
+
+def test_budget_one_opens_every_gate_and_is_the_backbone():
+    model = small_model()
+    for block in model.blocks:  # gates that would close everything below budget 1
+        block["gate"].block_head.bias.assign([-100.0])
+        block["gate"].channel_head.bias.assign(np.full(block["channels"], -100.0, "float32"))
+    logits = model({"images": IMAGES, "compute_ratio": 1.0}).numpy()
+    backbone = model.soft_forward(IMAGES, np.ones(len(IMAGES), "float32"), training=False)[0].numpy()
+    np.testing.assert_allclose(logits, backbone, atol=1e-4)
+    assert all(d["run"].all() and d["channels"].all() for d in model.decisions(IMAGES, 1.0))
+    np.testing.assert_allclose(zoo.cost(model, 1.0, data=IMAGES)["per_input"], model.backbone_cost)
+
+
+def test_a_skipped_block_is_not_executed(monkeypatch):
+    model = small_model()
+    close_block(model, 1)
+    calls = []
+    original = model._block_residual
+    monkeypatch.setattr(model, "_block_residual", lambda block, *a: calls.append(block["gate"].name) or original(block, *a))
+    model({"images": IMAGES, "compute_ratio": 0.5})
+    assert "stage1_block0_gate" not in calls and len(calls) == len(model.blocks) - 1
+    skipped = model.blocks[1]["channel_cost"] * model.blocks[1]["channels"]
+    spent = zoo.cost(model, 0.5, data=IMAGES)["per_input"]
+    np.testing.assert_allclose(spent, model.backbone_cost - skipped)
+    assert not any(d["run"].any() for d in model.decisions(IMAGES, 0.5) if d["name"] == "stage1_block0")
+
+
+def test_skipped_channels_are_not_computed_and_match_the_training_pass():
+    model = small_model()
+    gate = model.blocks[0]["gate"]
+    bias = np.full(model.blocks[0]["channels"], 3.0, "float32")
+    bias[::2] = -100.0  # every other inner channel closed
+    gate.channel_head.bias.assign(bias)
+    budget = np.full(len(IMAGES), 0.5, "float32")
+    inference = model({"images": IMAGES, "compute_ratio": 0.5}).numpy()
+    training_pass = model.soft_forward(IMAGES, budget, training=False)[0].numpy()
+    np.testing.assert_allclose(inference, training_pass, atol=1e-4)
+    kept = model.decisions(IMAGES, 0.5)[0]["channels"]
+    assert kept.sum(axis=1).tolist() == [model.blocks[0]["channels"] // 2] * len(IMAGES)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    x, y = zoo.datasets.load_arrays("digits", "train")
+    model = small_model(budget_weight=20.0)
+    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    sampler = callbacks.SubnetSampler(ratio_range=(0.5, 1.0), sandwich=True, num_ratios=3, distillation=0.5)
+    model.fit(x, y, epochs=6, batch_size=64, verbose=0, callbacks=[sampler])
+    return model, x, zoo.datasets.load_arrays("digits", "test")
+
+
+def test_mean_spent_compute_tracks_the_budget(trained):
+    model, x, (x_test, _) = trained
+    model.calibrate_budget(x, tolerance=0.01)
+    for budget in (0.5, 0.75):
+        spent = zoo.cost(model, budget, data=x_test)
+        assert spent["flops"] / model.backbone_cost == pytest.approx(budget, abs=0.05)
+        assert spent["per_input"].std() > 0 or budget == 1.0  # inputs spend differently
+
+
+def test_trained_model_saves_and_loads(trained, tmp_path):
+    model, _, (x_test, _) = trained
+    path = str(tmp_path / "lcnet.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    for budget in (0.5, 1.0):
+        np.testing.assert_allclose(
+            loaded({"images": x_test[:20], "compute_ratio": budget}).numpy(),
+            model({"images": x_test[:20], "compute_ratio": budget}).numpy(),
+            atol=1e-5,
+        )
+
+
+@pytest.mark.parametrize("budget", [0.0, 1.5, float("nan"), -0.2])
+def test_bad_budgets_are_rejected(budget):
+    model = small_model()
+    with pytest.raises(ValueError, match=r"compute_ratio"):
+        model({"images": IMAGES, "compute_ratio": budget})
+    with pytest.raises(ValueError, match=r"compute_ratio"):
+        zoo.cost(model, budget, data=IMAGES)
+
+
+def test_cost_needs_the_inputs():
+    with pytest.raises(ValueError, match="pass the inputs as `data=`"):
+        zoo.cost(small_model(), 0.5)

@@ -1,0 +1,309 @@
+"""LC-Net on ResNet-20: per-input block skipping and channel gating under a budget."""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zoo.dynamic_model import DynamicModel
+from zoo.layers.block_gate import BlockGate
+from zoo.models.preprocessing import image_normalization
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class LCNetResNet20(DynamicModel):
+    """ResNet-20 whose gates choose, per input, the blocks and channels to run.
+
+    Each residual block has a `BlockGate` reading its input's channel means
+    and the input's `compute_ratio`, now a budget: the target fraction of
+    the backbone's multiply-adds. The L-Net head decides whether the block
+    runs (a skipped block passes its input through, subsampled and
+    zero-padded where the stage changes), the C-Net head which of the
+    block's inner channels are computed, with a learned scale on the kept
+    ones. At budget 1 every gate is open and the model is the backbone.
+
+    Training (`fit`, with budgets from the training plan, e.g.
+    `callbacks.SubnetSampler`) relaxes the decisions with a straight-through
+    estimator: the forward pass uses hard 0/1 gates, the backward pass the
+    sigmoid's gradient. The loss adds `budget_weight * (mean spent -
+    budget)^2` per planned budget. After training, `calibrate_budget` sets a
+    logit offset per operating point so that the mean spent fraction on
+    training images meets each budget.
+
+    At inference nothing skipped is computed: a block runs on the inputs
+    that need it (gathered), and its convolutions on the union of their
+    kept channels (sliced kernels); for one input that is exactly its own
+    channels. `cost_per_input` and `decisions` report what each input ran.
+
+    Args:
+        blocks_per_stage: 3 gives ResNet-20.
+        input_shape: shape of one image.
+        num_classes: number of classes.
+        budget_weight: weight of the budget penalty.
+        gate_hidden: hidden width of each block's gate.
+        **kwargs: `DynamicModel` arguments (`operating_points`, `name`).
+
+    Example:
+    >>> model = zoo.build("lcnet_resnet20", num_classes=10)
+    >>> logits = model({"images": x, "compute_ratio": 0.5})
+    >>> zoo.cost(model, compute_ratio=0.5, data=x)["flops"]
+    """
+
+    def __init__(
+        self,
+        blocks_per_stage=3,
+        input_shape=(32, 32, 3),
+        num_classes=10,
+        budget_weight=10.0,
+        gate_hidden=16,
+        name="lcnet_resnet20",
+        **kwargs,
+    ):
+        for argument in ("profile", "width", "channel_multiple", "profile_boundaries"):
+            if kwargs.get(argument) not in (None, 1, 1.0, "uniform", ()):
+                raise ValueError(f"LC-Net gates channels per input; it takes no `{argument}`.")
+            kwargs.pop(argument, None)
+        super().__init__(input_shape=input_shape, num_classes=num_classes, name=name, **kwargs)
+        self.blocks_per_stage = int(blocks_per_stage)
+        self.budget_weight = float(budget_weight)
+        self.gate_hidden = int(gate_hidden)
+        self.normalize = image_normalization(self.image_shape[-1])
+        self.stem_conv = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem_conv")
+        self.stem_bn = keras.layers.BatchNormalization(name="stem_bn")
+        self.blocks = []
+        height, width = self.image_shape[:2]
+        channels_in = 16
+        for stage, filters in enumerate((16, 32, 64)):
+            for index in range(self.blocks_per_stage):
+                strides = 2 if stage > 0 and index == 0 else 1
+                height, width = -(-height // strides), -(-width // strides)
+                name_ = f"stage{stage}_block{index}"
+                self.blocks.append(
+                    {
+                        "conv1": keras.layers.Conv2D(filters, 3, strides, "same", use_bias=False, name=f"{name_}_conv1"),
+                        "bn1": keras.layers.BatchNormalization(name=f"{name_}_bn1"),
+                        "conv2": keras.layers.Conv2D(filters, 3, 1, "same", use_bias=False, name=f"{name_}_conv2"),
+                        "bn2": keras.layers.BatchNormalization(name=f"{name_}_bn2"),
+                        "gate": BlockGate(filters, hidden=self.gate_hidden, name=f"{name_}_gate"),
+                        "strides": strides,
+                        "channels_in": channels_in,
+                        "channels": filters,
+                        # Multiply-adds per kept inner channel: its filter in conv1, its input slice in conv2.
+                        "channel_cost": height * width * 9 * (channels_in + filters),
+                    }
+                )
+                channels_in = filters
+        self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
+        self.classifier = keras.layers.Dense(num_classes, name="classifier")
+        self.budget_offsets = self.add_weight(
+            name="budget_offsets", shape=(len(self.operating_points),), initializer="zeros", trainable=False
+        )
+        gates = sum((b["channels_in"] + 1) * self.gate_hidden + self.gate_hidden * (1 + 2 * b["channels"]) for b in self.blocks)
+        self.fixed_cost = math.prod(self.image_shape[:2]) * 9 * self.image_shape[-1] * 16 + 64 * num_classes + gates
+        self.backbone_cost = self.fixed_cost + sum(b["channel_cost"] * b["channels"] for b in self.blocks)
+        self.build()
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        # One training-style pass creates every weight (all blocks run).
+        self.soft_forward(tf.zeros((1,) + self.image_shape), tf.ones([1]), training=False)
+        self.built = True
+
+    # -- the network -------------------------------------------------------------
+
+    def call(self, inputs, compute_ratio=None, training=None):
+        images, budget = self._budget_inputs(inputs, compute_ratio)
+        if training:
+            return self.soft_forward(images, budget)[0]
+        return self.hard_forward(images, budget)[0]
+
+    def forward(self, images, apply):
+        raise NotImplementedError("LC-Net runs its own gated forward pass; use `model(...)`.")
+
+    @property
+    def dynamic_layers(self):
+        return []
+
+    def _budget_inputs(self, inputs, compute_ratio):
+        images, ratio = self._split_inputs(inputs, compute_ratio)
+        batch = tf.shape(images)[:1]
+        if ratio is None:
+            return images, tf.ones(batch)
+        ratio = self._validate(ratio)
+        return images, ratio * tf.ones(batch) if ratio.shape.rank == 0 else ratio
+
+    def _offset(self, budget):
+        """The calibrated logit offset at each budget (linear between points)."""
+        points = tf.constant(self.operating_points, "float32")
+        if len(self.operating_points) == 1:
+            return tf.zeros_like(budget) + self.budget_offsets[0]
+        upper = tf.clip_by_value(tf.searchsorted(points, budget), 1, len(self.operating_points) - 1)
+        low, high = tf.gather(points, upper - 1), tf.gather(points, upper)
+        weight = tf.clip_by_value((budget - low) / (high - low), 0.0, 1.0)
+        offsets = tf.convert_to_tensor(self.budget_offsets)
+        return (1.0 - weight) * tf.gather(offsets, upper - 1) + weight * tf.gather(offsets, upper)
+
+    def _stem(self, images, training):
+        x = self.normalize(images)
+        return tf.nn.relu(self.stem_bn(self.stem_conv(x), training=training))
+
+    @staticmethod
+    def _shortcut(x, block):
+        if block["strides"] != 1:
+            x = x[:, :: block["strides"], :: block["strides"], :]
+        extra = block["channels"] - block["channels_in"]
+        return tf.pad(x, [[0, 0], [0, 0], [0, 0], [0, extra]]) if extra else x
+
+    def _gates(self, block, x, budget):
+        logit, channel_logits, scale = block["gate"](tf.reduce_mean(x, axis=[1, 2]), budget)
+        offset = self._offset(budget)
+        return logit + offset, channel_logits + offset[:, tf.newaxis], scale
+
+    def soft_forward(self, images, budget, training=True):
+        """Training pass: `(logits, spent)`, every block computed, hard gates
+        in the forward direction and sigmoid gradients backward; `spent` is
+        each input's fraction of the backbone's multiply-adds."""
+        full = budget >= 1.0
+        x = self._stem(images, training)
+        spent = tf.fill(tf.shape(budget), float(self.fixed_cost))
+        for block in self.blocks:
+            logit, channel_logits, scale = self._gates(block, x, budget)
+            run = tf.where(full, 1.0, _straight_through(logit))
+            keep = tf.where(full[:, tf.newaxis], 1.0, _straight_through(channel_logits))
+            y = tf.nn.relu(block["bn1"](block["conv1"](x), training=training))
+            y = y * (keep * scale)[:, tf.newaxis, tf.newaxis, :]
+            y = block["bn2"](block["conv2"](y), training=training)
+            x = tf.nn.relu(self._shortcut(x, block) + run[:, tf.newaxis, tf.newaxis, tf.newaxis] * y)
+            spent += run * tf.reduce_sum(keep, axis=-1) * float(block["channel_cost"])
+        return self.classifier(self.pool(x)), spent / float(self.backbone_cost)
+
+    def hard_forward(self, images, budget, return_decisions=False):
+        """Inference pass: `(logits, spent)` (and each block's decisions),
+        computing only the blocks and channels the gates keep."""
+        full = budget >= 1.0
+        x = self._stem(images, False)
+        spent = tf.fill(tf.shape(budget), float(self.fixed_cost))
+        decisions = []
+        for block in self.blocks:
+            logit, channel_logits, scale = self._gates(block, x, budget)
+            run = (logit > 0.0) | full
+            keep = (channel_logits > 0.0) | full[:, tf.newaxis]
+            x = self._run_block(block, x, run, keep, scale)
+            kept = tf.reduce_sum(tf.cast(keep, "float32"), axis=-1)
+            spent += tf.cast(run, "float32") * kept * float(block["channel_cost"])
+            decisions.append({"run": run, "channels": keep & run[:, tf.newaxis]})
+        outputs = (self.classifier(self.pool(x)), spent / float(self.backbone_cost))
+        return outputs + (decisions,) if return_decisions else outputs
+
+    def _run_block(self, block, x, run, keep, scale):
+        shortcut = self._shortcut(x, block)
+        index = tf.where(run)[:, 0]
+
+        def compute():
+            residual = self._block_residual(
+                block, tf.gather(x, index), tf.gather(keep, index), tf.gather(scale, index)
+            )
+            updated = tf.nn.relu(tf.gather(shortcut, index) + residual)
+            return tf.tensor_scatter_nd_update(shortcut, index[:, tf.newaxis], updated)
+
+        return tf.cond(tf.size(index) > 0, compute, lambda: shortcut)
+
+    def _block_residual(self, block, x, keep, scale):
+        """The block's residual branch for the inputs that run it, on the
+        union of their kept channels only."""
+        channels = tf.where(tf.reduce_any(keep, axis=0))[:, 0]
+        bn1, bn2 = block["bn1"], block["bn2"]
+        strides = block["strides"]
+
+        def compute():
+            kernel = tf.gather(block["conv1"].kernel, channels, axis=3)
+            y = tf.nn.conv2d(x, kernel, strides, "SAME")
+            inverse = tf.math.rsqrt(tf.gather(bn1.moving_variance, channels) + bn1.epsilon)
+            y = (y - tf.gather(bn1.moving_mean, channels)) * inverse * tf.gather(bn1.gamma, channels)
+            y = tf.nn.relu(y + tf.gather(bn1.beta, channels))
+            # Within the union, an input's own dropped channels are zero.
+            chosen = tf.gather(tf.cast(keep, y.dtype) * scale, channels, axis=1)
+            y = y * chosen[:, tf.newaxis, tf.newaxis, :]
+            y = tf.nn.conv2d(y, tf.gather(block["conv2"].kernel, channels, axis=2), 1, "SAME")
+            return bn2(y, training=False)
+
+        def nothing():
+            shape = tf.concat([tf.shape(x)[:1], tf.shape(self._shortcut(x, block))[1:]], axis=0)
+            return bn2(tf.zeros(shape), training=False)
+
+        return tf.cond(tf.size(channels) > 0, compute, nothing)
+
+    # -- training --------------------------------------------------------------
+
+    def _plan_prediction(self, x, index):
+        budget = self._plan_ratios[index] * tf.ones(tf.shape(x)[:1])
+        logits, spent = self.soft_forward(tf.cast(x, "float32"), budget)
+        penalty = self.budget_weight * tf.square(tf.reduce_mean(spent) - self._plan_ratios[index])
+        return logits, penalty
+
+    def calibrate_budget(self, images, batch_size=250, tolerance=0.005, steps=30):
+        """Sets the logit offset of each operating point so that the mean
+        spent fraction over `images` meets it (within `tolerance`, by
+        bisection); returns `{point: mean spent}`."""
+        offsets = self.budget_offsets.numpy()
+        achieved = {}
+        for i, point in enumerate(self.operating_points):
+            if point >= 1.0:
+                offsets[i] = 0.0
+                achieved[point] = 1.0
+                continue
+            low, high = -30.0, 30.0
+            for _ in range(steps):
+                offsets[i] = (low + high) / 2
+                self.budget_offsets.assign(offsets)
+                mean = self._mean_spent(images, point, batch_size)
+                if abs(mean - point) <= tolerance:
+                    break
+                low, high = (offsets[i], high) if mean < point else (low, offsets[i])
+            achieved[point] = mean
+        return achieved
+
+    def _mean_spent(self, images, budget, batch_size):
+        return float(np.mean(self.cost_per_input(images, budget, batch_size) / self.backbone_cost))
+
+    # -- cost and decisions ----------------------------------------------------
+
+    def cost_per_input(self, images, compute_ratio, batch_size=250):
+        """Multiply-adds each input spends at `compute_ratio` (gates included)."""
+        spent = []
+        for start in range(0, len(images), batch_size):
+            batch = tf.constant(np.asarray(images[start : start + batch_size], "float32"))
+            budget = self._budget_inputs(batch, compute_ratio)[1]
+            spent.append(self.hard_forward(batch, budget)[1].numpy())
+        return np.concatenate(spent) * self.backbone_cost
+
+    def decisions(self, images, compute_ratio):
+        """Per block: `{"name", "run": [N] bool, "channels": [N, C] bool}`."""
+        images = tf.constant(np.asarray(images, "float32"))
+        budget = self._budget_inputs(images, compute_ratio)[1]
+        _, _, decided = self.hard_forward(images, budget, return_decisions=True)
+        return [
+            {"name": block["gate"].name[: -len("_gate")], "run": d["run"].numpy(), "channels": d["channels"].numpy()}
+            for block, d in zip(self.blocks, decided)
+        ]
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("profile", "width", "channel_multiple", "profile_boundaries"):
+            config.pop(key, None)
+        config.update(
+            {
+                "blocks_per_stage": self.blocks_per_stage,
+                "budget_weight": self.budget_weight,
+                "gate_hidden": self.gate_hidden,
+            }
+        )
+        return config
+
+
+def _straight_through(logits):
+    probability = tf.sigmoid(logits)
+    hard = tf.cast(probability > 0.5, probability.dtype)
+    return probability + tf.stop_gradient(hard - probability)
