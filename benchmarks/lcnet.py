@@ -1,0 +1,201 @@
+"""LC-Net ResNet-20 against the uniform-width dynamic ResNet-20 on CIFAR-10.
+
+LC-Net trains in the setup of the CIFAR-10 presets (45,000 training images,
+augmentation, SGD with cosine decay, `EPOCHS` epochs), with budgets from the
+sandwich sampler over [0.25, 1] (budget 1 is the teacher of in-place
+distillation) and the budget penalty; then `calibrate_budget` sets each
+operating point's gate offset on training images. The uniform-width model is
+the `resnet20_cifar10` preset (the best method of `benchmarks/cifar10.py`).
+
+For budgets 0.25, 0.5, 0.75 and 1.0, on the 10,000 test images: LC-Net's
+accuracy and the mean, spread (standard deviation, min, max) of its
+per-input multiply-adds (gates included); the uniform model's accuracy at
+the same mean multiply-adds (linear interpolation of its accuracy against
+multiply-adds between its operating points); and the latency of both at
+batch 1 and 64 on this CPU.
+
+Results go to `benchmarks/results/lcnet.{json,md,png}` and the README.
+
+Usage:
+    ZOO_DATA_DIR=../shared/data python benchmarks/lcnet.py [--quick]
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import zoo  # noqa: E402
+from benchmarks.common import RESULTS, machine, write_results  # noqa: E402
+from zoo import weights_download  # noqa: E402
+from zoo.latency import measure_latency, time_call  # noqa: E402
+from zoo.recipes import train_recipe  # noqa: E402
+
+BUDGETS = [0.25, 0.5, 0.75, 1.0]
+EPOCHS = 30
+RECIPE = {
+    "method": "sandwich",
+    "num_ratios": 3,
+    "ratio_range": [0.25, 1.0],
+    "batch_size": 128,
+    "optimizer": "sgd",
+    "learning_rate": 0.1,
+    "schedule": "cosine",
+    "warmup_epochs": 1,
+    "weight_decay": 5e-4,
+    "augment": True,
+    "epochs": EPOCHS,
+}
+UNIFORM = "resnet20_cifar10"
+
+
+def train_lcnet(data, quick):
+    recipe = dict(RECIPE, epochs=1 if quick else EPOCHS)
+    arguments = {"num_classes": 10, "operating_points": BUDGETS}
+    key = hashlib.sha256(json.dumps([arguments, recipe], sort_keys=True).encode()).hexdigest()[:12]
+    checkpoint = os.path.join(weights_download.keras_home(), "zoo", "runs", f"lcnet-bench-{key}")
+    keras.utils.set_random_seed(0)
+    model = zoo.build("lcnet_resnet20", **arguments)
+    train, validation, _ = data
+    start = time.perf_counter()
+    train_recipe(model, recipe, train, validation, checkpoint, verbose=2)
+    seconds = time.perf_counter() - start
+    achieved = model.calibrate_budget(train[0][:5000])
+    return model, seconds, achieved
+
+
+def lcnet_latency(model, batch_size, budget):
+    forward = tf.function(lambda images, ratio: model.hard_forward(images, ratio)[0])
+    images = tf.constant(np.random.default_rng(0).uniform(0, 255, (batch_size, 32, 32, 3)).astype("float32"))
+    return time_call(forward, images, tf.fill([batch_size], float(budget)), repeats=20)
+
+
+def interpolate(flops, points):
+    """Accuracy of the uniform model at `flops`, from its `(flops, accuracy)` points."""
+    xs, ys = zip(*sorted(points))
+    return float(np.interp(flops, xs, ys)), flops < xs[0]
+
+
+def run(quick):
+    x, y = zoo.datasets.load_arrays("cifar10", "train")
+    test = zoo.datasets.load_arrays("cifar10", "test")
+    if quick:
+        x, y, test = x[:2000], y[:2000], (test[0][:500], test[1][:500])
+    split = len(x) * 9 // 10
+    data = ((x[:split], y[:split]), (x[split:], y[split:]), test)
+    model, seconds, achieved = train_lcnet(data, quick)
+    uniform = zoo.load(UNIFORM, pretrained=True)
+    uniform_accuracy = zoo.evaluate_ratios(uniform, test, uniform.operating_points, batch_size=500)
+    points = [(zoo.cost(uniform, r)["flops"], 100 * uniform_accuracy[r]) for r in uniform.operating_points]
+    rows = {}
+    for budget in BUDGETS:
+        per_input = zoo.cost(model, budget, data=test[0])["per_input"]
+        logits = np.concatenate(
+            [
+                model({"images": test[0][i : i + 500], "compute_ratio": budget}).numpy()
+                for i in range(0, len(test[0]), 500)
+            ]
+        )
+        accuracy = 100 * float(np.mean(np.argmax(logits, -1) == test[1]))
+        matched, extrapolated = interpolate(per_input.mean(), points)
+        rows[f"{budget:.2f}"] = {
+            "accuracy": accuracy,
+            "mult_adds": {
+                "mean": float(per_input.mean()),
+                "std": float(per_input.std()),
+                "min": float(per_input.min()),
+                "max": float(per_input.max()),
+            },
+            "calibrated_mean_fraction": achieved[budget],
+            "uniform_accuracy_at_same_mult_adds": matched,
+            "uniform_extrapolated": bool(extrapolated),
+            "latency_ms": {
+                str(b): {
+                    "lcnet": 1000 * lcnet_latency(model, b, budget),
+                    "uniform": 1000 * measure_latency(uniform, [budget], batch_size=b, repeats=20)[budget],
+                }
+                for b in (1, 64)
+            },
+        }
+        print(f"budget {budget}: {rows[f'{budget:.2f}']}", flush=True)
+    return {
+        "budgets": rows,
+        "uniform_points": [{"mult_adds": f, "accuracy": a} for f, a in points],
+        "backbone_mult_adds": model.backbone_cost,
+        "train_seconds": seconds,
+        "recipe": dict(RECIPE, epochs=1 if quick else EPOCHS),
+    }
+
+
+def markdown(results):
+    lines = [
+        "| budget | LC-Net accuracy | uniform accuracy at the same mean multiply-adds | mean multiply-adds (M) "
+        "| std / min / max (M) | latency batch 1 LC-Net / uniform (ms) | batch 64 (ms) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for budget, row in results["budgets"].items():
+        m = row["mult_adds"]
+        latency = row["latency_ms"]
+        lines.append(
+            f"| {budget} | **{row['accuracy']:.2f}** | {row['uniform_accuracy_at_same_mult_adds']:.2f}"
+            f"{' (extrapolated)' if row['uniform_extrapolated'] else ''} | {m['mean'] / 1e6:.2f} | "
+            f"{m['std'] / 1e6:.2f} / {m['min'] / 1e6:.2f} / {m['max'] / 1e6:.2f} | "
+            f"{latency['1']['lcnet']:.2f} / {latency['1']['uniform']:.2f} | "
+            f"{latency['64']['lcnet']:.1f} / {latency['64']['uniform']:.1f} |"
+        )
+    lines += [
+        "",
+        f"CIFAR-10 test set. LC-Net: {results['recipe']['epochs']} epochs, sandwich budgets in [0.25, 1], "
+        f"budget penalty, gate offsets calibrated on training images. Uniform: the `{UNIFORM}` preset. "
+        "Anchor: LC-Net reports up to 11.9x fewer FLOPs and up to 3.3 points more accuracy than other "
+        "dynamic methods on CIFAR-10.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    uniform = results["uniform_points"]
+    axis.plot([p["mult_adds"] / 1e6 for p in uniform], [p["accuracy"] for p in uniform], "o-", label="uniform width")
+    rows = results["budgets"].values()
+    axis.errorbar(
+        [r["mult_adds"]["mean"] / 1e6 for r in rows],
+        [r["accuracy"] for r in rows],
+        xerr=[r["mult_adds"]["std"] / 1e6 for r in rows],
+        fmt="s-",
+        label="LC-Net (mean, std of per-input cost)",
+    )
+    axis.set_xlabel("multiply-adds (millions)")
+    axis.set_ylabel("test accuracy (%)")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="2,000 images, one epoch (smoke test)")
+    args = parser.parse_args()
+    name = "lcnet_quick" if args.quick else "lcnet"
+    results = run(args.quick)
+    results.update({"quick": args.quick, "machine": machine()})
+    write_results(name, results, markdown(results), readme=not args.quick)
+    plot(results, os.path.join(RESULTS, f"{name}.png"))
+
+
+if __name__ == "__main__":
+    main()
