@@ -34,26 +34,14 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import zoo  # noqa: E402
+from benchmarks.cifar10 import COMMON, EPOCHS  # noqa: E402
 from benchmarks.common import RESULTS, machine, write_results  # noqa: E402
 from zoo import weights_download  # noqa: E402
 from zoo.latency import measure_latency, time_call  # noqa: E402
 from zoo.recipes import train_recipe  # noqa: E402
 
 BUDGETS = [0.25, 0.5, 0.75, 1.0]
-EPOCHS = 30
-RECIPE = {
-    "method": "sandwich",
-    "num_ratios": 3,
-    "ratio_range": [0.25, 1.0],
-    "batch_size": 128,
-    "optimizer": "sgd",
-    "learning_rate": 0.1,
-    "schedule": "cosine",
-    "warmup_epochs": 1,
-    "weight_decay": 5e-4,
-    "augment": True,
-    "epochs": EPOCHS,
-}
+RECIPE = {**COMMON, "method": "sandwich", "num_ratios": 3, "ratio_range": [0.25, 1.0], "epochs": EPOCHS}
 UNIFORM = "resnet20_cifar10"
 
 

@@ -87,16 +87,7 @@ class EffortConv2D(keras.layers.Layer):
         self.input_spatial = tuple(int(d) for d in input_shape[1:3])
         self.kernel = self.add_weight(name="kernel", shape=self.kernel_size + (channels, self.filters))
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros") if self.use_bias else None
-        self.spet_order = self.add_weight(
-            name="spet_order",
-            shape=(channels,),
-            dtype="int32",
-            initializer=lambda shape, dtype=None: tf.range(shape[0], dtype="int32"),
-            trainable=False,
-        )
-        self.remainder_scale = self.add_weight(
-            name="remainder_scale", shape=(self.filters,), initializer="ones", trainable=False
-        )
+        self.spet_order, self.remainder_scale = spet.add_weights(self, channels, self.filters)
         self.output_scale = self.add_weight(name="output_scale", shape=(self.filters,), initializer="ones", trainable=False)
 
     @property

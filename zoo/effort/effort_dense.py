@@ -53,16 +53,7 @@ class EffortDense(keras.layers.Layer):
         features = int(input_shape[-1])
         self.kernel = self.add_weight(name="kernel", shape=(features, self.units))
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros") if self.use_bias else None
-        self.spet_order = self.add_weight(
-            name="spet_order",
-            shape=(features,),
-            dtype="int32",
-            initializer=lambda shape, dtype=None: tf.range(shape[0], dtype="int32"),
-            trainable=False,
-        )
-        self.remainder_scale = self.add_weight(
-            name="remainder_scale", shape=(self.units,), initializer="ones", trainable=False
-        )
+        self.spet_order, self.remainder_scale = spet.add_weights(self, features, self.units)
 
     @property
     def knobs(self):

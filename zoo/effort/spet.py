@@ -50,3 +50,17 @@ def remainder_scale(partial, full):
     """Per output channel: the standard deviation of the remaining terms."""
     remainder = np.asarray(full) - np.asarray(partial)
     return remainder.reshape(-1, remainder.shape[-1]).std(axis=0).astype("float32")
+
+
+def add_weights(layer, inputs, outputs):
+    """SPET's calibrated state on `layer`: the input order and, per output,
+    the spread of the remaining terms (neither trains)."""
+    order = layer.add_weight(
+        name="spet_order",
+        shape=(inputs,),
+        dtype="int32",
+        initializer=lambda shape, dtype=None: tf.range(shape[0], dtype="int32"),
+        trainable=False,
+    )
+    scale = layer.add_weight(name="remainder_scale", shape=(outputs,), initializer="ones", trainable=False)
+    return order, scale
