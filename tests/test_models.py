@@ -26,7 +26,7 @@ def model(request):
 
 
 def test_list_models():
-    assert zoo.list_models() == ["mlp", "mobilenet", "resnet20", "vgg16"]
+    assert zoo.list_models() == ["lcnet_resnet20", "mlp", "mobilenet", "resnet20", "vgg16"]
 
 
 def test_unknown_model_lists_known_ones():
