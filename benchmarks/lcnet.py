@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import zoo  # noqa: E402
-from benchmarks.cifar10 import COMMON, EPOCHS  # noqa: E402
+from benchmarks.cifar10 import COMMON, EPOCHS, load_data  # noqa: E402
 from benchmarks.common import RESULTS, machine, write_results  # noqa: E402
 from zoo import weights_download  # noqa: E402
 from zoo.latency import measure_latency, time_call  # noqa: E402
@@ -73,12 +73,8 @@ def interpolate(flops, points):
 
 
 def run(quick):
-    x, y = zoo.datasets.load_arrays("cifar10", "train")
-    test = zoo.datasets.load_arrays("cifar10", "test")
-    if quick:
-        x, y, test = x[:2000], y[:2000], (test[0][:500], test[1][:500])
-    split = len(x) * 9 // 10
-    data = ((x[:split], y[:split]), (x[split:], y[split:]), test)
+    data = load_data(quick)
+    test = data[2]
     model, seconds, achieved = train_lcnet(data, quick)
     uniform = zoo.load(UNIFORM, pretrained=True)
     uniform_accuracy = zoo.evaluate_ratios(uniform, test, uniform.operating_points, batch_size=500)

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.effort import sdss, sfma, spet
+from zoo.layers.conv_utils import conv_output_spatial, pair, same_padding
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -64,23 +65,17 @@ class EffortConv2D(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.filters = int(filters)
-        self.kernel_size = _pair(kernel_size)
-        self.strides = _pair(strides)
+        self.kernel_size = pair(kernel_size)
+        self.strides = pair(strides)
         self.padding = padding.lower()
         if self.padding not in ("same", "valid"):
             raise ValueError(f"`padding` must be 'same' or 'valid'; got {padding!r}.")
-        if activation not in (None, "linear", "relu"):
-            raise ValueError(f"`activation` must be None or 'relu'; got {activation!r}.")
-        self.activation = "relu" if activation == "relu" else None
+        self.activation = spet.check_arguments(activation, spet_margin, spet_fraction, self.name)
         self.use_bias = bool(use_bias)
-        if spet_margin is not None and self.activation != "relu":
-            raise ValueError(f"SPET predicts ReLU saturation; layer {self.name!r} has no ReLU.")
-        if not 0.0 < spet_fraction <= 1.0:
-            raise ValueError(f"`spet_fraction` must be in (0, 1]; got {spet_fraction}.")
-        self.spet_margin = _optional_float(spet_margin)
+        self.spet_margin = None if spet_margin is None else float(spet_margin)
         self.spet_fraction = float(spet_fraction)
-        self.sdss_threshold = _optional_float(sdss_threshold)
-        self.sfma_threshold = _optional_float(sfma_threshold)
+        self.sdss_threshold = None if sdss_threshold is None else float(sdss_threshold)
+        self.sfma_threshold = None if sfma_threshold is None else float(sfma_threshold)
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
@@ -98,7 +93,7 @@ class EffortConv2D(keras.layers.Layer):
 
     @property
     def output_spatial(self):
-        return tuple(_output_size(n, k, s, self.padding) for n, k, s in zip(self.input_spatial, self.kernel_size, self.strides))
+        return conv_output_spatial(self.input_spatial, self.kernel_size, self.strides, self.padding)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0],) + self.output_spatial + (self.filters,)
@@ -182,7 +177,7 @@ class EffortConv2D(keras.layers.Layer):
     def _pad(self, x):
         if self.padding == "valid":
             return x
-        pads = [_same_padding(n, k, s) for n, k, s in zip(self.input_spatial, self.kernel_size, self.strides)]
+        pads = [same_padding(n, k, s) for n, k, s in zip(self.input_spatial, self.kernel_size, self.strides)]
         return tf.pad(x, [[0, 0], list(pads[0]), list(pads[1]), [0, 0]])
 
     @staticmethod
@@ -290,22 +285,3 @@ class EffortConv2D(keras.layers.Layer):
             }
         )
         return config
-
-
-def _pair(value):
-    return (int(value), int(value)) if np.isscalar(value) else tuple(int(v) for v in value)
-
-
-def _optional_float(value):
-    return None if value is None else float(value)
-
-
-def _output_size(size, kernel, stride, padding):
-    if padding == "same":
-        return -(-size // stride)
-    return (size - kernel) // stride + 1
-
-
-def _same_padding(size, kernel, stride):
-    total = max((_output_size(size, kernel, stride, "same") - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2

@@ -34,14 +34,8 @@ class EffortDense(keras.layers.Layer):
     def __init__(self, units, activation=None, use_bias=True, spet_margin=None, spet_fraction=0.5, **kwargs):
         super().__init__(**kwargs)
         self.units = int(units)
-        if activation not in (None, "linear", "relu"):
-            raise ValueError(f"`activation` must be None or 'relu'; got {activation!r}.")
-        self.activation = "relu" if activation == "relu" else None
+        self.activation = spet.check_arguments(activation, spet_margin, spet_fraction, self.name)
         self.use_bias = bool(use_bias)
-        if spet_margin is not None and self.activation != "relu":
-            raise ValueError(f"SPET predicts ReLU saturation; layer {self.name!r} has no ReLU.")
-        if not 0.0 < spet_fraction <= 1.0:
-            raise ValueError(f"`spet_fraction` must be in (0, 1]; got {spet_fraction}.")
         self.spet_margin = None if spet_margin is None else float(spet_margin)
         self.spet_fraction = float(spet_fraction)
         # A dense layer has none of the feature-map knobs.

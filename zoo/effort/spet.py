@@ -14,6 +14,19 @@ import numpy as np
 import tensorflow as tf
 
 
+def check_arguments(activation, margin, fraction, layer_name):
+    """Validates a knob layer's activation and SPET arguments; returns the
+    activation as `"relu"` or `None`."""
+    if activation not in (None, "linear", "relu"):
+        raise ValueError(f"`activation` must be None or 'relu'; got {activation!r}.")
+    activation = "relu" if activation == "relu" else None
+    if margin is not None and activation != "relu":
+        raise ValueError(f"SPET predicts ReLU saturation; layer {layer_name!r} has no ReLU.")
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"`spet_fraction` must be in (0, 1]; got {fraction}.")
+    return activation
+
+
 def significance_order(kernel):
     """Input channels (axis -2) by descending total |weight|, as int32."""
     kernel = np.asarray(kernel)

@@ -19,3 +19,9 @@ def conv_output_spatial(spatial, kernel_size, strides, padding):
 
 def pair(value):
     return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def same_padding(length, kernel_size, stride):
+    """`(before, after)` padding that `"same"` adds along one axis."""
+    total = max((conv_output_length(length, kernel_size, stride, "same") - 1) * stride + kernel_size - length, 0)
+    return total // 2, total - total // 2
