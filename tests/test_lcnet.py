@@ -105,3 +105,22 @@ def test_bad_budgets_are_rejected(budget):
 def test_cost_needs_the_inputs():
     with pytest.raises(ValueError, match="pass the inputs as `data=`"):
         zoo.cost(small_model(), 0.5)
+
+
+def test_load_backbone_starts_from_a_trained_uniform_resnet():
+    keras.utils.set_random_seed(1)
+    resnet = zoo.build("resnet20", **SMALL)
+    for variable in resnet.weights:  # non-default weights and statistics, so the copy shows
+        if "plan" not in variable.path and "training_state" not in variable.path:
+            variable.assign(variable.numpy() * RNG.uniform(0.5, 1.5, variable.shape).astype("float32"))
+    resnet.weights_changed()
+    model = small_model()
+    model.load_backbone(resnet)
+    expected = resnet(IMAGES, compute_ratio=1.0).numpy()
+    np.testing.assert_allclose(model({"images": IMAGES, "compute_ratio": 1.0}).numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_load_backbone_rejects_another_architecture():
+    resnet = zoo.build("resnet20", **{**SMALL, "num_classes": 3})
+    with pytest.raises(ValueError, match="uniform-width ResNet-20.*classifier"):
+        small_model().load_backbone(resnet)

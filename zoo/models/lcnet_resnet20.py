@@ -1,6 +1,7 @@
 """LC-Net on ResNet-20: per-input block skipping and channel gating under a budget."""
 
 import math
+import re
 
 import keras
 import numpy as np
@@ -236,6 +237,40 @@ class LCNetResNet20(DynamicModel):
         return tf.cond(tf.size(channels) > 0, compute, nothing)
 
     # -- training --------------------------------------------------------------
+
+    def load_backbone(self, resnet):
+        """Starts the backbone from a trained uniform-width `ResNet20`.
+
+        Copies its convolutions, batch-norm scales and classifier, with the
+        batch-norm statistics of its full width; the gates keep their
+        initial (open) state. Fine-tuning then trains the gates and adapts
+        the backbone, far cheaper than training both from scratch.
+
+        Args:
+            resnet: a `zoo.models.ResNet20` with the same `blocks_per_stage`
+                and classes, e.g. `zoo.load("resnet20_cifar10", pretrained=True)`.
+        """
+        source = {v.path.split("/", 1)[1]: v for v in resnet.weights}
+        missing = []
+        for variable in self.weights:
+            path = variable.path.split("/", 1)[1]
+            if "_gate/" in path or "/" not in path:
+                continue
+            name = re.sub(r"_(conv|bn)(\d)/", r"_\2_\1/", path)
+            if name not in source or source[name].shape[-1] != variable.shape[-1]:
+                missing.append(path)
+                continue
+            value = keras.ops.convert_to_numpy(source[name])
+            if value.ndim == len(variable.shape) + 1:
+                value = value[int(np.argmax(resnet.operating_points))]  # statistics of the full width
+            variable.assign(value)
+        self.weights_changed()
+        if missing:
+            raise ValueError(
+                f"`load_backbone` expects a uniform-width ResNet-20 like this model "
+                f"({self.blocks_per_stage} blocks per stage, {self.num_classes} classes); "
+                f"{resnet.name!r} has no match for {missing[:3]}."
+            )
 
     def _plan_prediction(self, x, index):
         budget = self._plan_ratios[index] * tf.ones(tf.shape(x)[:1])
