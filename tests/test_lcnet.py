@@ -124,3 +124,29 @@ def test_load_backbone_rejects_another_architecture():
     resnet = zoo.build("resnet20", **{**SMALL, "num_classes": 3})
     with pytest.raises(ValueError, match="uniform-width ResNet-20.*classifier"):
         small_model().load_backbone(resnet)
+
+
+def test_batch_norm_keeps_statistics_per_budget(trained):
+    model, x, (x_test, y_test) = trained
+    model.calibrate(x[:512], batch_norm_steps=2)
+    stem, inner = model.stem_bn, model.blocks[-1]["bn2"]
+    # Before any gate every budget sees the same activations; after gates, not.
+    np.testing.assert_allclose(stem.moving_mean[0], stem.moving_mean[-1], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(inner.moving_variance[0], inner.moving_variance[-1], rtol=1e-2)
+    budgets = np.array([0.5, 1.0, 0.75, 0.5, 1.0, 0.75], "float32")
+    mixed = model({"images": x_test[:6], "compute_ratio": budgets}).numpy()
+    for i, budget in enumerate(budgets):
+        alone = model({"images": x_test[i : i + 1], "compute_ratio": float(budget)}).numpy()
+        np.testing.assert_allclose(mixed[i : i + 1], alone, atol=1e-4)
+    logits = model({"images": x_test, "compute_ratio": 0.5}).numpy()
+    assert np.mean(np.argmax(logits, -1) == y_test) > 0.7
+
+
+def test_budget_penalty_holds_under_full_distillation():
+    losses = []
+    for weight in (0.0, 10.0):  # gates open: budget 0.5 overspent by half the backbone
+        model = small_model(budget_weight=weight)
+        model.set_training_plan([1.0, 0.5], distillation=1.0)
+        model.compile(keras.optimizers.SGD(0.0), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        losses.append(model.train_on_batch(IMAGES, np.zeros(len(IMAGES), "int32")))
+    assert losses[1] - losses[0] == pytest.approx(10.0 * 0.5**2, rel=0.05)

@@ -412,13 +412,14 @@ class DynamicModel(keras.Model):
 
         def plan_loss(index, teacher):
             prediction, penalty = self._plan_prediction(x, index)
-            loss = self._compile_loss(y, prediction, sample_weight) + penalty
+            loss = self._compile_loss(y, prediction, sample_weight)
             if teacher is not None:
                 soft = keras.losses.categorical_crossentropy(
                     teacher, prediction, from_logits=True
                 )
                 loss = (1.0 - distillation) * loss + distillation * tf.reduce_mean(soft)
-            return self._plan_weights[index] * loss, prediction
+            # The penalty (a compute budget) holds whatever the labels' weight.
+            return self._plan_weights[index] * (loss + penalty), prediction
 
         with tf.GradientTape() as tape:
             first_loss, prediction = plan_loss(0, None)

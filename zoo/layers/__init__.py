@@ -1,6 +1,7 @@
 """Dynamic-width layers: they compute only the channels a compute ratio keeps."""
 
 from zoo.layers.block_gate import BlockGate
+from zoo.layers.budget_batch_normalization import BudgetBatchNormalization
 from zoo.layers.dynamic_batch_normalization import DynamicBatchNormalization
 from zoo.layers.dynamic_conv2d import DynamicConv2D
 from zoo.layers.dynamic_dense import DynamicDense
@@ -11,6 +12,7 @@ from zoo.layers.zero_pad_shortcut import ZeroPadShortcut
 
 __all__ = [
     "BlockGate",
+    "BudgetBatchNormalization",
     "DynamicBatchNormalization",
     "DynamicConv2D",
     "DynamicDense",

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from zoo.dynamic_model import DynamicModel
 from zoo.layers.block_gate import BlockGate
+from zoo.layers.budget_batch_normalization import BudgetBatchNormalization
 from zoo.models.preprocessing import image_normalization
 
 
@@ -28,9 +29,11 @@ class LCNetResNet20(DynamicModel):
     `callbacks.SubnetSampler`) relaxes the decisions with a straight-through
     estimator: the forward pass uses hard 0/1 gates, the backward pass the
     sigmoid's gradient. The loss adds `budget_weight * (mean spent -
-    budget)^2` per planned budget. After training, `calibrate_budget` sets a
-    logit offset per operating point so that the mean spent fraction on
-    training images meets each budget.
+    budget)^2` per planned budget. What a layer sees depends on the budget,
+    so batch norm keeps statistics per operating point
+    (`BudgetBatchNormalization`). After training, `calibrate` sets, from
+    training images, each operating point's logit offset (so that the mean
+    spent fraction meets the budget) and batch-norm statistics.
 
     At inference nothing skipped is computed: a block runs on the inputs
     that need it (gathered), and its convolutions on the union of their
@@ -71,7 +74,7 @@ class LCNetResNet20(DynamicModel):
         self.gate_hidden = int(gate_hidden)
         self.normalize = image_normalization(self.image_shape[-1])
         self.stem_conv = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem_conv")
-        self.stem_bn = keras.layers.BatchNormalization(name="stem_bn")
+        self.stem_bn = self._batch_norm("stem_bn")
         self.blocks = []
         height, width = self.image_shape[:2]
         channels_in = 16
@@ -83,9 +86,9 @@ class LCNetResNet20(DynamicModel):
                 self.blocks.append(
                     {
                         "conv1": keras.layers.Conv2D(filters, 3, strides, "same", use_bias=False, name=f"{name_}_conv1"),
-                        "bn1": keras.layers.BatchNormalization(name=f"{name_}_bn1"),
+                        "bn1": self._batch_norm(f"{name_}_bn1"),
                         "conv2": keras.layers.Conv2D(filters, 3, 1, "same", use_bias=False, name=f"{name_}_conv2"),
-                        "bn2": keras.layers.BatchNormalization(name=f"{name_}_bn2"),
+                        "bn2": self._batch_norm(f"{name_}_bn2"),
                         "gate": BlockGate(filters, hidden=self.gate_hidden, name=f"{name_}_gate"),
                         "strides": strides,
                         "channels_in": channels_in,
@@ -146,9 +149,12 @@ class LCNetResNet20(DynamicModel):
         offsets = tf.convert_to_tensor(self.budget_offsets)
         return (1.0 - weight) * tf.gather(offsets, upper - 1) + weight * tf.gather(offsets, upper)
 
-    def _stem(self, images, training):
+    def _batch_norm(self, name):
+        return BudgetBatchNormalization(self.operating_points, name=name)
+
+    def _stem(self, images, point, training):
         x = self.normalize(images)
-        return tf.nn.relu(self.stem_bn(self.stem_conv(x), training=training))
+        return tf.nn.relu(self.stem_bn(self.stem_conv(x), point, training=training))
 
     @staticmethod
     def _shortcut(x, block):
@@ -167,15 +173,16 @@ class LCNetResNet20(DynamicModel):
         in the forward direction and sigmoid gradients backward; `spent` is
         each input's fraction of the backbone's multiply-adds."""
         full = budget >= 1.0
-        x = self._stem(images, training)
+        point = self.stem_bn.point_index(budget)
+        x = self._stem(images, point, training)
         spent = tf.fill(tf.shape(budget), float(self.fixed_cost))
         for block in self.blocks:
             logit, channel_logits, scale = self._gates(block, x, budget)
             run = tf.where(full, 1.0, _straight_through(logit))
             keep = tf.where(full[:, tf.newaxis], 1.0, _straight_through(channel_logits))
-            y = tf.nn.relu(block["bn1"](block["conv1"](x), training=training))
+            y = tf.nn.relu(block["bn1"](block["conv1"](x), point, training=training))
             y = y * (keep * scale)[:, tf.newaxis, tf.newaxis, :]
-            y = block["bn2"](block["conv2"](y), training=training)
+            y = block["bn2"](block["conv2"](y), point, training=training)
             x = tf.nn.relu(self._shortcut(x, block) + run[:, tf.newaxis, tf.newaxis, tf.newaxis] * y)
             spent += run * tf.reduce_sum(keep, axis=-1) * float(block["channel_cost"])
         return self.classifier(self.pool(x)), spent / float(self.backbone_cost)
@@ -184,55 +191,53 @@ class LCNetResNet20(DynamicModel):
         """Inference pass: `(logits, spent)` (and each block's decisions),
         computing only the blocks and channels the gates keep."""
         full = budget >= 1.0
-        x = self._stem(images, False)
+        point = self.stem_bn.point_index(budget)
+        x = self._stem(images, point, False)
         spent = tf.fill(tf.shape(budget), float(self.fixed_cost))
         decisions = []
         for block in self.blocks:
             logit, channel_logits, scale = self._gates(block, x, budget)
             run = (logit > 0.0) | full
             keep = (channel_logits > 0.0) | full[:, tf.newaxis]
-            x = self._run_block(block, x, run, keep, scale)
+            x = self._run_block(block, x, run, keep, scale, point)
             kept = tf.reduce_sum(tf.cast(keep, "float32"), axis=-1)
             spent += tf.cast(run, "float32") * kept * float(block["channel_cost"])
             decisions.append({"run": run, "channels": keep & run[:, tf.newaxis]})
         outputs = (self.classifier(self.pool(x)), spent / float(self.backbone_cost))
         return outputs + (decisions,) if return_decisions else outputs
 
-    def _run_block(self, block, x, run, keep, scale):
+    def _run_block(self, block, x, run, keep, scale, point):
         shortcut = self._shortcut(x, block)
         index = tf.where(run)[:, 0]
 
         def compute():
-            residual = self._block_residual(
-                block, tf.gather(x, index), tf.gather(keep, index), tf.gather(scale, index)
-            )
+            chosen = [tf.gather(t, index) for t in (x, keep, scale, point)]
+            residual = self._block_residual(block, *chosen)
             updated = tf.nn.relu(tf.gather(shortcut, index) + residual)
             return tf.tensor_scatter_nd_update(shortcut, index[:, tf.newaxis], updated)
 
         return tf.cond(tf.size(index) > 0, compute, lambda: shortcut)
 
-    def _block_residual(self, block, x, keep, scale):
+    def _block_residual(self, block, x, keep, scale, point):
         """The block's residual branch for the inputs that run it, on the
         union of their kept channels only."""
         channels = tf.where(tf.reduce_any(keep, axis=0))[:, 0]
-        bn1, bn2 = block["bn1"], block["bn2"]
+        bn2 = block["bn2"]
         strides = block["strides"]
 
         def compute():
             kernel = tf.gather(block["conv1"].kernel, channels, axis=3)
             y = tf.nn.conv2d(x, kernel, strides, "SAME")
-            inverse = tf.math.rsqrt(tf.gather(bn1.moving_variance, channels) + bn1.epsilon)
-            y = (y - tf.gather(bn1.moving_mean, channels)) * inverse * tf.gather(bn1.gamma, channels)
-            y = tf.nn.relu(y + tf.gather(bn1.beta, channels))
+            y = tf.nn.relu(block["bn1"](y, point, channels=channels))
             # Within the union, an input's own dropped channels are zero.
             chosen = tf.gather(tf.cast(keep, y.dtype) * scale, channels, axis=1)
             y = y * chosen[:, tf.newaxis, tf.newaxis, :]
             y = tf.nn.conv2d(y, tf.gather(block["conv2"].kernel, channels, axis=2), 1, "SAME")
-            return bn2(y, training=False)
+            return bn2(y, point)
 
         def nothing():
             shape = tf.concat([tf.shape(x)[:1], tf.shape(self._shortcut(x, block))[1:]], axis=0)
-            return bn2(tf.zeros(shape), training=False)
+            return bn2(tf.zeros(shape), point)
 
         return tf.cond(tf.size(channels) > 0, compute, nothing)
 
@@ -242,7 +247,7 @@ class LCNetResNet20(DynamicModel):
         """Starts the backbone from a trained uniform-width `ResNet20`.
 
         Copies its convolutions, batch-norm scales and classifier, with the
-        batch-norm statistics of its full width; the gates keep their
+        batch-norm statistics of its full width at every budget; the gates keep their
         initial (open) state. Fine-tuning then trains the gates and adapts
         the backbone, far cheaper than training both from scratch.
 
@@ -261,8 +266,9 @@ class LCNetResNet20(DynamicModel):
                 missing.append(path)
                 continue
             value = keras.ops.convert_to_numpy(source[name])
-            if value.ndim == len(variable.shape) + 1:
-                value = value[int(np.argmax(resnet.operating_points))]  # statistics of the full width
+            if "moving_" in path:  # the full width's statistics, for every budget
+                value = value[int(np.argmax(resnet.operating_points))] if value.ndim == 2 else value
+                value = np.broadcast_to(value, variable.shape)
             variable.assign(value)
         self.weights_changed()
         if missing:
@@ -277,6 +283,17 @@ class LCNetResNet20(DynamicModel):
         logits, spent = self.soft_forward(tf.cast(x, "float32"), budget)
         penalty = self.budget_weight * tf.square(tf.reduce_mean(spent) - self._plan_ratios[index])
         return logits, penalty
+
+    def calibrate(self, images, rounds=2, batch_norm_steps=10):
+        """After training: batch-norm statistics and gate offsets of every
+        operating point, from `images`, in `rounds` alternations (each
+        depends on the other); returns `calibrate_budget`'s last result."""
+        from zoo.batchnorm import calibrate_batchnorm
+
+        for _ in range(rounds):
+            calibrate_batchnorm(self, images, steps=batch_norm_steps)
+            achieved = self.calibrate_budget(images)
+        return achieved
 
     def calibrate_budget(self, images, batch_size=250, tolerance=0.005, steps=30):
         """Sets the logit offset of each operating point so that the mean
