@@ -6,8 +6,8 @@ and gates jointly for `FINE_TUNE_EPOCHS` epochs in the setup of the CIFAR-10
 presets (45,000 training images, augmentation, SGD with cosine decay from
 `FINE_TUNE_LEARNING_RATE`), with budgets from the sandwich sampler over
 [0.25, 1] (budget 1 is the teacher of in-place distillation) and the budget
-penalty; then `calibrate` sets each operating point's gate offset and
-batch-norm statistics on training images. The uniform-width model is the `resnet20_cifar10` preset
+penalty; then `calibrate_budget` sets each operating point's budget shift on
+training images (batch-norm statistics per budget are those of training). The uniform-width model is the `resnet20_cifar10` preset
 (the best method of `benchmarks/cifar10.py`); LC-Net thus gets
 `FINE_TUNE_EPOCHS` more epochs of training than it, which the results state.
 
@@ -78,7 +78,7 @@ def train_lcnet(data, uniform, quick):
         seconds = time.perf_counter() - start
         model.save(trained)
         json.dump({"train_seconds": seconds}, open(checkpoint + ".json", "w"))
-    achieved = model.calibrate(train[0][:5000])
+    achieved = model.calibrate_budget(train[0][:5000])
     return model, seconds, achieved
 
 
@@ -163,7 +163,7 @@ def markdown(results):
         f"CIFAR-10 test set. Uniform: the `{UNIFORM}` preset ({results['uniform_epochs']} epochs). "
         f"LC-Net: that preset's weights fine-tuned {results['recipe']['epochs']} more epochs with the gates "
         f"(learning rate {results['recipe']['learning_rate']}, cosine), sandwich budgets in [0.25, 1], budget penalty, "
-        "gate offsets and batch-norm statistics per budget calibrated on training images. "
+        "batch-norm statistics per budget, gates' budget shift calibrated on training images. "
         "Anchor: LC-Net reports up to 11.9x fewer FLOPs and up to 3.3 points more accuracy than other "
         "dynamic methods on CIFAR-10.",
     ]

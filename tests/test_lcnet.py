@@ -67,7 +67,7 @@ def trained():
     model = small_model(budget_weight=20.0)
     model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     sampler = callbacks.SubnetSampler(ratio_range=(0.5, 1.0), sandwich=True, num_ratios=3, distillation=0.5)
-    model.fit(x, y, epochs=6, batch_size=64, verbose=0, callbacks=[sampler])
+    model.fit(x, y, epochs=12, batch_size=64, verbose=0, callbacks=[sampler])
     return model, x, zoo.datasets.load_arrays("digits", "test")
 
 
@@ -128,7 +128,7 @@ def test_load_backbone_rejects_another_architecture():
 
 def test_batch_norm_keeps_statistics_per_budget(trained):
     model, x, (x_test, y_test) = trained
-    model.calibrate(x[:512], batch_norm_steps=2)
+    zoo.calibrate_batchnorm(model, x[:512], steps=2)
     stem, inner = model.stem_bn, model.blocks[-1]["bn2"]
     # Before any gate every budget sees the same activations; after gates, not.
     np.testing.assert_allclose(stem.moving_mean[0], stem.moving_mean[-1], rtol=1e-4, atol=1e-5)

@@ -31,9 +31,9 @@ class LCNetResNet20(DynamicModel):
     sigmoid's gradient. The loss adds `budget_weight * (mean spent -
     budget)^2` per planned budget. What a layer sees depends on the budget,
     so batch norm keeps statistics per operating point
-    (`BudgetBatchNormalization`). After training, `calibrate` sets, from
-    training images, each operating point's logit offset (so that the mean
-    spent fraction meets the budget) and batch-norm statistics.
+    (`BudgetBatchNormalization`). After training, `calibrate_budget` sets,
+    from training images, a small shift of the budget the gates read at
+    each operating point, so that the mean spent fraction meets it.
 
     At inference nothing skipped is computed: a block runs on the inputs
     that need it (gathered), and its convolutions on the union of their
@@ -139,7 +139,7 @@ class LCNetResNet20(DynamicModel):
         return images, ratio * tf.ones(batch) if ratio.shape.rank == 0 else ratio
 
     def _offset(self, budget):
-        """The calibrated logit offset at each budget (linear between points)."""
+        """The calibrated budget shift at each budget (linear between points)."""
         points = tf.constant(self.operating_points, "float32")
         if len(self.operating_points) == 1:
             return tf.zeros_like(budget) + self.budget_offsets[0]
@@ -164,9 +164,10 @@ class LCNetResNet20(DynamicModel):
         return tf.pad(x, [[0, 0], [0, 0], [0, 0], [0, extra]]) if extra else x
 
     def _gates(self, block, x, budget):
-        logit, channel_logits, scale = block["gate"](tf.reduce_mean(x, axis=[1, 2]), budget)
-        offset = self._offset(budget)
-        return logit + offset, channel_logits + offset[:, tf.newaxis], scale
+        # The calibrated shift runs the gates as at a nearby budget, a
+        # behaviour they learned; shifting their logits instead costs accuracy.
+        steered = tf.clip_by_value(budget + self._offset(budget), 0.01, 1.0)
+        return block["gate"](tf.reduce_mean(x, axis=[1, 2]), steered)
 
     def soft_forward(self, images, budget, training=True):
         """Training pass: `(logits, spent)`, every block computed, hard gates
@@ -284,21 +285,11 @@ class LCNetResNet20(DynamicModel):
         penalty = self.budget_weight * tf.square(tf.reduce_mean(spent) - self._plan_ratios[index])
         return logits, penalty
 
-    def calibrate(self, images, rounds=2, batch_norm_steps=10):
-        """After training: batch-norm statistics and gate offsets of every
-        operating point, from `images`, in `rounds` alternations (each
-        depends on the other); returns `calibrate_budget`'s last result."""
-        from zoo.batchnorm import calibrate_batchnorm
-
-        for _ in range(rounds):
-            calibrate_batchnorm(self, images, steps=batch_norm_steps)
-            achieved = self.calibrate_budget(images)
-        return achieved
-
     def calibrate_budget(self, images, batch_size=250, tolerance=0.005, steps=30):
-        """Sets the logit offset of each operating point so that the mean
-        spent fraction over `images` meets it (within `tolerance`, by
-        bisection); returns `{point: mean spent}`."""
+        """Sets the budget shift of each operating point (the budget its
+        gates read is `point + shift`) so that the mean spent fraction over
+        `images` meets it (within `tolerance`, by bisection); returns
+        `{point: mean spent}`."""
         offsets = self.budget_offsets.numpy()
         achieved = {}
         for i, point in enumerate(self.operating_points):
@@ -306,7 +297,7 @@ class LCNetResNet20(DynamicModel):
                 offsets[i] = 0.0
                 achieved[point] = 1.0
                 continue
-            low, high = -30.0, 30.0
+            low, high = -1.0, 1.0  # the gates read budgets clipped to [0.01, 1]
             for _ in range(steps):
                 offsets[i] = (low + high) / 2
                 self.budget_offsets.assign(offsets)
