@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from zoo.layers.dynamic_batch_normalization import statistics_momentum
+
 
 @keras.saving.register_keras_serializable(package="zoo")
 class BudgetBatchNormalization(keras.layers.Layer):
@@ -78,11 +80,7 @@ class BudgetBatchNormalization(keras.layers.Layer):
         return tf.nn.batch_normalization(inputs, mean, variance, beta, gamma, self.epsilon)
 
     def _update_statistics(self, index, mean, variance):
-        if self._calibration_step is None:
-            momentum = tf.constant(self.momentum)
-        else:
-            step = tf.cast(self._calibration_step, "float32")
-            momentum = step / (step + 1.0)
+        momentum = statistics_momentum(self)
         for moving, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
             row = moving[index] * momentum + value * (1.0 - momentum)
             moving.assign(tf.tensor_scatter_nd_update(moving, [[index]], row[tf.newaxis]))

@@ -97,11 +97,7 @@ class DynamicBatchNormalization(DynamicLayer):
         return [(self.gamma, {0: n}), (self.beta, {0: n})]
 
     def _update_statistics(self, index, mean, variance):
-        if self._calibration_step is None:
-            momentum = tf.constant(self.momentum)
-        else:
-            step = tf.cast(self._calibration_step, "float32")
-            momentum = step / (step + 1.0)
+        momentum = statistics_momentum(self)
         for moving, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
             row = moving[index]
             n = tf.shape(value)[0]
@@ -148,3 +144,12 @@ class DynamicBatchNormalization(DynamicLayer):
             }
         )
         return config
+
+
+def statistics_momentum(layer):
+    """The momentum of a batch norm's moving statistics: its own, or while
+    `zoo.calibrate_batchnorm` runs, `step / (step + 1)`, an exact mean."""
+    if layer._calibration_step is None:
+        return tf.constant(layer.momentum)
+    step = tf.cast(layer._calibration_step, "float32")
+    return step / (step + 1.0)
