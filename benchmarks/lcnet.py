@@ -7,8 +7,9 @@ presets (45,000 training images, augmentation, SGD with cosine decay from
 `FINE_TUNE_LEARNING_RATE`), with budgets from the sandwich sampler over
 [0.25, 1] (budget 1 is the teacher of in-place distillation) and the budget
 penalty; then `calibrate_budget` sets each operating point's budget shift on
-training images (batch-norm statistics per budget are those of training). The uniform-width model is the `resnet20_cifar10` preset
-(the best method of `benchmarks/cifar10.py`); LC-Net thus gets
+training images (batch-norm statistics per budget are those of training).
+The uniform-width model is the `resnet20_cifar10` preset (the best method
+of `benchmarks/cifar10.py`); LC-Net thus gets
 `FINE_TUNE_EPOCHS` more epochs of training than it, which the results state.
 
 For budgets 0.25, 0.5, 0.75 and 1.0, on the 10,000 test images: LC-Net's

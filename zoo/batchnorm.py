@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.batches import as_dataset
-from zoo.layers import BudgetBatchNormalization, DynamicBatchNormalization
+from zoo.layers.point_statistics import PointStatistics
 
 
 def calibrate_batchnorm(model, data, ratios=None, steps=10, batch_size=256):
@@ -34,8 +34,7 @@ def calibrate_batchnorm(model, data, ratios=None, steps=10, batch_size=256):
             f"Batch norm keeps statistics only at the operating points "
             f"{list(model.operating_points)}; cannot calibrate {unknown}."
         )
-    kinds = (DynamicBatchNormalization, BudgetBatchNormalization)
-    layers = [l for l in model._flatten_layers(include_self=False) if isinstance(l, kinds)]
+    layers = [l for l in model._flatten_layers(include_self=False) if isinstance(l, PointStatistics)]
     if not layers:
         return model
     batches = list(as_dataset(data, batch_size).take(steps))

@@ -3,17 +3,17 @@
 import keras
 import tensorflow as tf
 
-from zoo.layers.dynamic_batch_normalization import statistics_momentum
+from zoo.layers.point_statistics import PointStatistics
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class BudgetBatchNormalization(keras.layers.Layer):
+class BudgetBatchNormalization(PointStatistics, keras.layers.Layer):
     """Batch normalization whose moving statistics follow each input's budget.
 
     When gates drop blocks and channels per input (LC-Net), what reaches a
     channel, and so its mean and variance, depends on the budget: one set
     of moving statistics, averaged over all budgets trained, fits none of
-    them (the small budgets fall to chance). This layer keeps one row of
+    them. This layer keeps one row of
     moving statistics per operating point, like `DynamicBatchNormalization`,
     but picks the row per input (`point_index`, one entry per input), so a
     batch can mix budgets. Training normalizes with the batch's statistics
@@ -37,24 +37,10 @@ class BudgetBatchNormalization(keras.layers.Layer):
 
     def __init__(self, operating_points=(1.0,), momentum=0.99, epsilon=1e-3, **kwargs):
         super().__init__(**kwargs)
-        self.operating_points = tuple(sorted(float(p) for p in operating_points))
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
-        # Set by `zoo.calibrate_batchnorm` while it recomputes statistics: a
-        # step counter that turns the moving average into an exact mean.
-        self._calibration_step = None
+        self._init_statistics(operating_points, momentum, epsilon)
 
     def build(self, input_shape):
-        channels = int(input_shape[-1])
-        points = len(self.operating_points)
-        self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones")
-        self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
-        self.moving_mean = self.add_weight(
-            name="moving_mean", shape=(points, channels), initializer="zeros", trainable=False
-        )
-        self.moving_variance = self.add_weight(
-            name="moving_variance", shape=(points, channels), initializer="ones", trainable=False
-        )
+        self._build_statistics(int(input_shape[-1]))
 
     def point_index(self, budget):
         """Each input's operating point: the nearest to its budget."""
@@ -79,18 +65,10 @@ class BudgetBatchNormalization(keras.layers.Layer):
             mean, variance = tf.reshape(mean, shape), tf.reshape(variance, shape)
         return tf.nn.batch_normalization(inputs, mean, variance, beta, gamma, self.epsilon)
 
-    def _update_statistics(self, index, mean, variance):
-        momentum = statistics_momentum(self)
-        for moving, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
-            row = moving[index] * momentum + value * (1.0 - momentum)
-            moving.assign(tf.tensor_scatter_nd_update(moving, [[index]], row[tf.newaxis]))
-
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {"operating_points": list(self.operating_points), "momentum": self.momentum, "epsilon": self.epsilon}
-        )
+        config.update(self._statistics_config())
         return config

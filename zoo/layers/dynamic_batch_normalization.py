@@ -5,10 +5,11 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.layers.dynamic_layer import DynamicLayer, group_ratio, sliced_numpy
+from zoo.layers.point_statistics import PointStatistics
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class DynamicBatchNormalization(DynamicLayer):
+class DynamicBatchNormalization(PointStatistics, DynamicLayer):
     """Batch normalization on the first channels, with statistics per ratio.
 
     The mean and variance of a channel depend on how many channels fed it,
@@ -40,32 +41,13 @@ class DynamicBatchNormalization(DynamicLayer):
         kwargs.pop("profile", None)
         kwargs.pop("cut_outputs", None)
         super().__init__(**kwargs)
-        self.operating_points = tuple(sorted(float(p) for p in operating_points))
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
-        # Set by `zoo.calibrate_batchnorm` while it recomputes statistics: a
-        # step counter that turns the moving average into an exact mean.
-        self._calibration_step = None
+        self._init_statistics(operating_points, momentum, epsilon)
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
         self.input_channels = channels
         self.input_rank = len(input_shape)
-        points = len(self.operating_points)
-        self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones")
-        self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
-        self.moving_mean = self.add_weight(
-            name="moving_mean",
-            shape=(points, channels),
-            initializer="zeros",
-            trainable=False,
-        )
-        self.moving_variance = self.add_weight(
-            name="moving_variance",
-            shape=(points, channels),
-            initializer="ones",
-            trainable=False,
-        )
+        self._build_statistics(channels)
 
     def call(self, inputs, compute_ratio=None, training=False):
         context = self.context(compute_ratio)
@@ -95,14 +77,6 @@ class DynamicBatchNormalization(DynamicLayer):
     def channel_axes(self, context):
         n = self.input_width(context, self.input_channels)
         return [(self.gamma, {0: n}), (self.beta, {0: n})]
-
-    def _update_statistics(self, index, mean, variance):
-        momentum = statistics_momentum(self)
-        for moving, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
-            row = moving[index]
-            n = tf.shape(value)[0]
-            new_row = tf.concat([row[:n] * momentum + value * (1.0 - momentum), row[n:]], 0)
-            moving.assign(tf.tensor_scatter_nd_update(moving, [[index]], new_row[tf.newaxis]))
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -136,20 +110,6 @@ class DynamicBatchNormalization(DynamicLayer):
         config = super().get_config()
         for key in ("profile", "cut_outputs"):
             config.pop(key)
-        config.update(
-            {
-                "operating_points": list(self.operating_points),
-                "momentum": self.momentum,
-                "epsilon": self.epsilon,
-            }
-        )
+        config.update(self._statistics_config())
         return config
 
-
-def statistics_momentum(layer):
-    """The momentum of a batch norm's moving statistics: its own, or while
-    `zoo.calibrate_batchnorm` runs, `step / (step + 1)`, an exact mean."""
-    if layer._calibration_step is None:
-        return tf.constant(layer.momentum)
-    step = tf.cast(layer._calibration_step, "float32")
-    return step / (step + 1.0)

@@ -248,9 +248,9 @@ class LCNetResNet20(DynamicModel):
         """Starts the backbone from a trained uniform-width `ResNet20`.
 
         Copies its convolutions, batch-norm scales and classifier, with the
-        batch-norm statistics of its full width at every budget; the gates keep their
-        initial (open) state. Fine-tuning then trains the gates and adapts
-        the backbone, far cheaper than training both from scratch.
+        batch-norm statistics of its full width at every budget; the gates
+        keep their initial (open) state. Fine-tuning then trains the gates
+        and adapts the backbone, far cheaper than training both from scratch.
 
         Args:
             resnet: a `zoo.models.ResNet20` with the same `blocks_per_stage`
