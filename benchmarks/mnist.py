@@ -111,6 +111,11 @@ METHODS = {
         {},
         {**COMMON, "method": "sandwich", "epochs": 40, "ratio_range": [0.1, 1.0], "num_ratios": 4},
     ),
+    "sandwich_grid": (
+        "Sandwich rule, random ratios from the 19 evaluated ones, 40 epochs",
+        {},
+        {**COMMON, "method": "sandwich", "epochs": 40, "ratios": RATIOS, "num_ratios": 4},
+    ),
     "individual": ("19 individually trained networks (one per width)", {}, {**COMMON, "method": "idp", "epochs": 20}),
 }
 SINGLE_MODELS = [name for name in METHODS if name != "individual"]

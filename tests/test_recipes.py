@@ -56,3 +56,14 @@ def test_augmented_sgd_recipe_trains():
     recipe = {**SGD_COSINE, "method": "idp", "augment": True, "batch_size": 32, "epochs": 1}
     train_recipe(model, recipe, (x, y), (x, y), verbose=0)
     assert int(model.optimizer.iterations) == 2
+
+
+def test_sandwich_recipe_draws_from_its_ratios_when_given():
+    from zoo.recipes import recipe_callbacks
+
+    grid = [1.0, 0.7, 0.4, 0.1]
+    (sampler,) = recipe_callbacks({"method": "sandwich", "ratios": grid, "num_ratios": 4}, None)
+    drawn = {ratio for step in range(50) for ratio in sampler.sample(step)}
+    assert drawn <= set(grid) and len(drawn) == 4
+    (sampler,) = recipe_callbacks({"method": "sandwich", "ratio_range": [0.25, 1.0]}, None)
+    assert sampler.ratios is None and (sampler.low, sampler.high) == (0.25, 1.0)

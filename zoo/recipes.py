@@ -17,7 +17,8 @@ flips for CIFAR-10, see `zoo.datasets.load`).
 Methods: `"idp"` (full-width training with the model's profile),
 `"idp_multi_profile"` (`ProfileScheduler` stages over `boundaries`),
 `"tesla"` / `"r_tesla"` (`TaskwiseEarlyStopping`, `"atp": true` for the
-trainable profile), `"single_path"` and `"sandwich"` (`SubnetSampler`).
+trainable profile), `"single_path"` and `"sandwich"` (`SubnetSampler`;
+its random ratios come from `"ratios"` if given, else `"ratio_range"`).
 """
 
 import os
@@ -60,9 +61,12 @@ def recipe_callbacks(recipe, validation_data, seed=0):
         ]
     if method == "single_path":
         return [callbacks.SubnetSampler(ratios=ratios, per=recipe.get("per", "batch"), seed=seed)]
+    # Random ratios come from `ratios` if given (the evaluated operating
+    # points), else uniformly from `ratio_range`.
+    draws = {"ratios": ratios} if ratios else {"ratio_range": tuple(recipe.get("ratio_range", (0.1, 1.0)))}
     return [
         callbacks.SubnetSampler(
-            ratio_range=tuple(recipe.get("ratio_range", (0.1, 1.0))),
+            **draws,
             sandwich=True,
             num_ratios=recipe.get("num_ratios", 4),
             distillation=recipe.get("distillation", 1.0),
