@@ -116,6 +116,11 @@ METHODS = {
         {},
         {**COMMON, "method": "sandwich", "epochs": 40, "ratios": RATIOS, "num_ratios": 4},
     ),
+    "sandwich_grid_6": (
+        "Sandwich rule, 6 ratios per step from the 19 evaluated ones, 30 epochs",
+        {},
+        {**COMMON, "method": "sandwich", "epochs": 30, "ratios": RATIOS, "num_ratios": 6},
+    ),
     "individual": ("19 individually trained networks (one per width)", {}, {**COMMON, "method": "idp", "epochs": 20}),
 }
 SINGLE_MODELS = [name for name in METHODS if name != "individual"]
