@@ -4,6 +4,7 @@ import http.server
 import os
 import threading
 
+import keras
 import numpy as np
 import pytest
 
@@ -143,3 +144,21 @@ def test_preset_without_weights_says_how_to_get_them():
     with pytest.raises(ValueError, match="python -m zoo train --preset"):
         zoo.load(untrained[0])
     assert isinstance(zoo.load(untrained[0], pretrained=False), zoo.DynamicModel)
+
+
+def test_published_weights_leave_the_optimizer_out(tmp_path):
+    import h5py
+
+    from zoo.preset_training import save_weights_without_optimizer
+
+    model = zoo.build("mlp", num_classes=10, hidden_units=(8, 8))
+    model.compile(optimizer=keras.optimizers.SGD(momentum=0.9), loss="sparse_categorical_crossentropy")
+    x, y = np.random.rand(16, 28, 28, 1).astype("float32"), np.arange(16) % 10
+    model.fit(x, y, epochs=1, verbose=0)
+    path = str(tmp_path / "m.weights.h5")
+    save_weights_without_optimizer(model, path)
+    with h5py.File(path) as file:
+        assert "optimizer" not in file
+    loaded = zoo.build("mlp", num_classes=10, hidden_units=(8, 8))
+    loaded.load_weights(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)

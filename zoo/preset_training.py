@@ -40,7 +40,7 @@ def train_preset(name, data_dir=None, weights_dir="saved_models", checkpoint_dir
     accuracy = evaluate_ratios(model, test, model.operating_points)
     os.makedirs(weights_dir, exist_ok=True)
     path = os.path.join(weights_dir, preset["weights"])
-    model.save_weights(path)
+    save_weights_without_optimizer(model, path)
     digest = weights_download.sha256(path)
     _update_manifest(weights_dir, preset["weights"], digest, os.path.getsize(path))
     presets.update_preset(
@@ -54,6 +54,19 @@ def train_preset(name, data_dir=None, weights_dir="saved_models", checkpoint_dir
     for ratio, value in accuracy.items():
         print(f"  ratio {ratio:.2f}: {100 * value:.2f}%")
     return model
+
+
+def save_weights_without_optimizer(model, path):
+    """Writes `model`'s weights, but not its optimizer's state, to `path`.
+
+    `Model.save_weights` also stores a compiled model's optimizer
+    variables: SGD's momentum doubles the file, which a user loading the
+    preset for inference does not need. An uncompiled copy of the model,
+    given the same weights, writes the weights alone.
+    """
+    copy = model.__class__.from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    copy.save_weights(path)
 
 
 def _update_manifest(weights_dir, filename, digest, size):
