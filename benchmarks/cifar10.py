@@ -53,7 +53,7 @@ RATIOS = [0.25, 0.5, 0.75, 1.0]
 # costs about twice a resnet20 one).
 ARCHITECTURES = {
     "resnet20": {"ratios": RATIOS, "arguments": {}, "epochs": 30},
-    "mobilenet": {"ratios": RATIOS, "arguments": {}, "epochs": 6},
+    "mobilenet": {"ratios": RATIOS, "arguments": {}, "epochs": 10},
     # Half width keeps the weights under 20 MB (3.7M parameters).
     "vgg16": {"ratios": [0.2] + RATIOS, "arguments": {"width": 0.5}, "epochs": 12},
 }
