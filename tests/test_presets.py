@@ -152,7 +152,8 @@ def test_published_weights_leave_the_optimizer_out(tmp_path):
     from zoo.preset_training import save_weights_without_optimizer
 
     model = zoo.build("mlp", num_classes=10, hidden_units=(8, 8))
-    model.compile(optimizer=keras.optimizers.SGD(momentum=0.9), loss="sparse_categorical_crossentropy")
+    optimizer = keras.optimizers.SGD(momentum=0.9)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
     x, y = np.random.rand(16, 28, 28, 1).astype("float32"), np.arange(16) % 10
     model.fit(x, y, epochs=1, verbose=0)
     path = str(tmp_path / "m.weights.h5")

@@ -34,7 +34,8 @@ def calibrate_batchnorm(model, data, ratios=None, steps=10, batch_size=256):
             f"Batch norm keeps statistics only at the operating points "
             f"{list(model.operating_points)}; cannot calibrate {unknown}."
         )
-    layers = [l for l in model._flatten_layers(include_self=False) if isinstance(l, PointStatistics)]
+    layers = model._flatten_layers(include_self=False)
+    layers = [layer for layer in layers if isinstance(layer, PointStatistics)]
     if not layers:
         return model
     batches = list(as_dataset(data, batch_size).take(steps))

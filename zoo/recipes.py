@@ -61,9 +61,8 @@ def recipe_callbacks(recipe, validation_data, seed=0):
         ]
     if method == "single_path":
         return [callbacks.SubnetSampler(ratios=ratios, per=recipe.get("per", "batch"), seed=seed)]
-    # Random ratios come from `ratios` if given (the evaluated operating
-    # points), else uniformly from `ratio_range`.
-    draws = {"ratios": ratios} if ratios else {"ratio_range": tuple(recipe.get("ratio_range", (0.1, 1.0)))}
+    ratio_range = tuple(recipe.get("ratio_range", (0.1, 1.0)))
+    draws = {"ratios": ratios} if ratios else {"ratio_range": ratio_range}
     return [
         callbacks.SubnetSampler(
             **draws,

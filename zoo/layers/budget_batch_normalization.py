@@ -13,10 +13,9 @@ class BudgetBatchNormalization(PointStatistics, keras.layers.Layer):
     When gates drop blocks and channels per input (LC-Net), what reaches a
     channel, and so its mean and variance, depends on the budget: one set
     of moving statistics, averaged over all budgets trained, fits none of
-    them. This layer keeps one row of
-    moving statistics per operating point, like `DynamicBatchNormalization`,
-    but picks the row per input (`point_index`, one entry per input), so a
-    batch can mix budgets. Training normalizes with the batch's statistics
+    them. This layer keeps one row of moving statistics per operating
+    point, like `DynamicBatchNormalization`, but picks the row per input
+    (`point_index`, one entry per input), so a batch can mix budgets. Training normalizes with the batch's statistics
     and updates the row of the batch's operating point (a training pass has
     one budget); `zoo.calibrate_batchnorm` recomputes the rows exactly.
 

@@ -112,4 +112,3 @@ class DynamicBatchNormalization(PointStatistics, DynamicLayer):
             config.pop(key)
         config.update(self._statistics_config())
         return config
-

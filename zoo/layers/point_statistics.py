@@ -51,4 +51,8 @@ class PointStatistics:
             moving.assign(tf.tensor_scatter_nd_update(moving, [[index]], new_row[tf.newaxis]))
 
     def _statistics_config(self):
-        return {"operating_points": list(self.operating_points), "momentum": self.momentum, "epsilon": self.epsilon}
+        return {
+            "operating_points": list(self.operating_points),
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+        }
