@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import zoo  # noqa: E402
-from benchmarks.cifar10 import COMMON, EPOCHS, load_data  # noqa: E402
+from benchmarks.cifar10 import ARCHITECTURES, COMMON, load_data  # noqa: E402
 from benchmarks.common import RESULTS, machine, write_results  # noqa: E402
 from zoo import weights_download  # noqa: E402
 from zoo.latency import measure_latency, time_call  # noqa: E402
@@ -139,7 +139,7 @@ def run(quick):
         "backbone_mult_adds": model.backbone_cost,
         "train_seconds": seconds,
         "recipe": dict(RECIPE, epochs=1 if quick else FINE_TUNE_EPOCHS),
-        "uniform_epochs": EPOCHS,
+        "uniform_epochs": ARCHITECTURES["resnet20"]["epochs"],
     }
 
 
