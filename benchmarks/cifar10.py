@@ -70,7 +70,11 @@ COMMON = {
 LINEAR = {"profile": "linear"}
 # Each method: (description, model arguments, recipe of `zoo.recipes`).
 METHODS = {
-    "idp": ("Original IDP (linear profile, full-width training)", LINEAR, {**COMMON, "method": "idp"}),
+    "idp": (
+        "Original IDP (linear profile, full-width training)",
+        LINEAR,
+        {**COMMON, "method": "idp"},
+    ),
     "tesla": (
         "TESLA (linear profile, descending tasks, alpha 0.5)",
         LINEAR,
@@ -81,7 +85,11 @@ METHODS = {
         {},
         {**COMMON, "method": "sandwich", "num_ratios": 3},
     ),
-    "individual": ("Individually trained networks (one per ratio)", {}, {**COMMON, "method": "idp"}),
+    "individual": (
+        "Individually trained networks (one per ratio)",
+        {},
+        {**COMMON, "method": "idp"},
+    ),
 }
 TARGETS = {"resnet20_full": 88.0, "gap_to_individual": 1.5, "vgg16_0.50": 70.0, "vgg16_0.20": 80.0}
 
@@ -103,7 +111,12 @@ def recipe_for(architecture, name, quick):
 
 def arguments_for(architecture, name, width=1.0):
     base = ARCHITECTURES[architecture]
-    arguments = {"num_classes": 10, "operating_points": base["ratios"], **base["arguments"], **METHODS[name][1]}
+    arguments = {
+        "num_classes": 10,
+        "operating_points": base["ratios"],
+        **base["arguments"],
+        **METHODS[name][1],
+    }
     if width != 1.0:
         arguments["width"] = arguments.get("width", 1.0) * width
         arguments["operating_points"] = [1.0]
@@ -111,7 +124,9 @@ def arguments_for(architecture, name, width=1.0):
 
 
 def checkpoint_dir(architecture, arguments, recipe, seed):
-    key = hashlib.sha256(json.dumps([architecture, arguments, recipe, seed], sort_keys=True).encode()).hexdigest()
+    key = hashlib.sha256(
+        json.dumps([architecture, arguments, recipe, seed], sort_keys=True).encode()
+    ).hexdigest()
     return os.path.join(weights_download.keras_home(), "zoo", "runs", f"cifar10-bench-{key[:12]}")
 
 
@@ -120,7 +135,13 @@ def train(architecture, arguments, recipe, data, seed=0):
     model = zoo.build(architecture, **arguments)
     train_data, validation, _ = data
     train_recipe(
-        model, recipe, train_data, validation, checkpoint_dir(architecture, arguments, recipe, seed), seed, verbose=2
+        model,
+        recipe,
+        train_data,
+        validation,
+        checkpoint_dir(architecture, arguments, recipe, seed),
+        seed,
+        verbose=2,
     )
     zoo.calibrate_batchnorm(model, train_data[0])
     return model
@@ -160,12 +181,20 @@ def run_single_model(architecture, name, data, quick):
 
 def run_individual(architecture, data, quick):
     recipe = recipe_for(architecture, "individual", quick)
-    result = {"accuracy": {}, "mult_adds": {}, "seconds": 0.0, "source": "trained by this script", "recipe": recipe}
+    result = {
+        "accuracy": {},
+        "mult_adds": {},
+        "seconds": 0.0,
+        "source": "trained by this script",
+        "recipe": recipe,
+    }
     for ratio in ARCHITECTURES[architecture]["ratios"]:
         start = time.perf_counter()
         model = train(architecture, arguments_for(architecture, "individual", ratio), recipe, data)
         key = f"{ratio:.2f}"
-        result["accuracy"][key] = 100.0 * zoo.evaluate_ratios(model, data[2], [1.0], batch_size=500)[1.0]
+        result["accuracy"][key] = (
+            100.0 * zoo.evaluate_ratios(model, data[2], [1.0], batch_size=500)[1.0]
+        )
         result["mult_adds"][key] = zoo.cost(model, 1.0)["flops"]
         result["seconds"] += time.perf_counter() - start
     return result
@@ -187,9 +216,14 @@ def target_checks(architecture, methods):
     best = max(singles, key=lambda n: np.mean(list(singles[n]["accuracy"].values())), default=None)
     if architecture == "resnet20" and best:
         value = max(m["accuracy"]["1.00"] for m in singles.values())
-        checks.append((f"resnet20 at ratio 1.0 >= 88%: {value:.2f}", value >= TARGETS["resnet20_full"]))
+        checks.append(
+            (f"resnet20 at ratio 1.0 >= 88%: {value:.2f}", value >= TARGETS["resnet20_full"])
+        )
     if best and "individual" in methods:
-        gaps = {r: methods["individual"]["accuracy"][r] - singles[best]["accuracy"][r] for r in singles[best]["accuracy"]}
+        gaps = {
+            r: methods["individual"]["accuracy"][r] - singles[best]["accuracy"][r]
+            for r in singles[best]["accuracy"]
+        }
         worst = max(gaps, key=gaps.get)
         checks.append(
             (
@@ -201,7 +235,9 @@ def target_checks(architecture, methods):
     if architecture == "vgg16" and best:
         for ratio, target in (("0.50", 70.0), ("0.20", 80.0)):
             value = max(m["accuracy"][ratio] for m in singles.values())
-            checks.append((f"vgg16 at ratio {ratio} >= {target:.0f}%: {value:.2f}", value >= target))
+            checks.append(
+                (f"vgg16 at ratio {ratio} >= {target:.0f}%: {value:.2f}", value >= target)
+            )
     return checks
 
 
@@ -251,7 +287,9 @@ def plot(results, path):
     import matplotlib.pyplot as plt
 
     architectures = list(results["architectures"])
-    figure, axes = plt.subplots(1, len(architectures), figsize=(6 * len(architectures), 4.5), squeeze=False)
+    figure, axes = plt.subplots(
+        1, len(architectures), figsize=(6 * len(architectures), 4.5), squeeze=False
+    )
     for axis, architecture in zip(axes[0], architectures):
         for name, method in results["architectures"][architecture]["methods"].items():
             flops = [v / 1e6 for v in method["mult_adds"].values()]
@@ -267,10 +305,16 @@ def plot(results, path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--archs", nargs="*", choices=list(ARCHITECTURES), default=["resnet20", "mobilenet"])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--archs", nargs="*", choices=list(ARCHITECTURES), default=["resnet20", "mobilenet"]
+    )
     parser.add_argument("--only", nargs="*", choices=list(METHODS), help="methods to run")
-    parser.add_argument("--quick", action="store_true", help="2,000 images and one epoch (smoke test)")
+    parser.add_argument(
+        "--quick", action="store_true", help="2,000 images and one epoch (smoke test)"
+    )
     parser.add_argument("--force", action="store_true", help="recompute results already present")
     parser.add_argument("--report", action="store_true", help="only rewrite the report and plot")
     args = parser.parse_args()

@@ -12,7 +12,7 @@ one run.
 Results go to `benchmarks/results/effort.{json,md}` and the README.
 
 Usage:
-    ZOO_DATA_DIR=../shared/data python benchmarks/effort.py [--models mlp_mnist resnet20_cifar10] [--quick]
+    ZOO_DATA_DIR=../shared/data python benchmarks/effort.py [--models mlp_mnist resnet20_cifar10] [--settings all] [--quick]
 """
 
 import argparse
@@ -29,10 +29,17 @@ import zoo  # noqa: E402
 from benchmarks.common import RESULTS, machine, write_results  # noqa: E402
 
 MODELS = ("mlp_mnist", "resnet20_cifar10", "mobilenet_cifar10", "vgg16_cifar10")
-SETTINGS = {"spet": ("spet",), "sdss": ("sdss",), "sfma": ("sfma",), "all": ("sdss", "spet", "sfma")}
+SETTINGS = {
+    "spet": ("spet",),
+    "sdss": ("sdss",),
+    "sfma": ("sfma",),
+    "all": ("sdss", "spet", "sfma"),
+}
 BUDGET = 0.005
 CALIBRATION = 2000
-PUBLISHED = "2.47x to 5.15x fewer scalar operations, 1.94x to 2.23x faster on a Xeon server (DyVEDeep)"
+PUBLISHED = (
+    "2.47x to 5.15x fewer scalar operations, 1.94x to 2.23x faster on a Xeon server (DyVEDeep)"
+)
 
 
 def load_data(dataset, quick):
@@ -44,12 +51,12 @@ def load_data(dataset, quick):
     return validation, (x_test[:test_size].astype("float32"), y_test[:test_size])
 
 
-def run_model(name, quick):
+def run_model(name, quick, settings, rows):
     preset = zoo.presets.get_preset(name)
     model = zoo.load(name, pretrained=True)
     validation, test = load_data(preset["dataset"], quick)
-    rows = {}
-    for setting, knobs in SETTINGS.items():
+    for setting in settings:
+        knobs = SETTINGS[setting]
         start = time.perf_counter()
         try:
             fast = zoo.effort.tune(model, validation, max_accuracy_drop=BUDGET, knobs=knobs)
@@ -69,7 +76,7 @@ def run_model(name, quick):
             f"{result['latency'][1]['speedup']:.2f}x (batch 1), {result['latency'][64]['speedup']:.2f}x (batch 64)",
             flush=True,
         )
-    return {"dataset": preset["dataset"], "settings": rows}
+    return {"dataset": preset["dataset"], "settings": {s: rows[s] for s in SETTINGS if s in rows}}
 
 
 def markdown(results):
@@ -101,9 +108,20 @@ def markdown(results):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", nargs="*", choices=MODELS, default=list(MODELS))
-    parser.add_argument("--quick", action="store_true", help="small calibration and test sets (smoke test)")
+    parser.add_argument(
+        "--settings",
+        nargs="*",
+        choices=list(SETTINGS),
+        default=list(SETTINGS),
+        help="rows to (re)compute",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small calibration and test sets (smoke test)"
+    )
     args = parser.parse_args()
     name = "effort_quick" if args.quick else "effort"
     path = os.path.join(RESULTS, f"{name}.json")
@@ -117,7 +135,9 @@ def main():
             print(f"{model}: not trained yet, skipped")
             continue
         print(f"{model}...", flush=True)
-        results["models"][model] = json.loads(json.dumps(run_model(model, args.quick), default=_plain))
+        rows = results["models"].get(model, {}).get("settings", {})
+        result = run_model(model, args.quick, args.settings, rows)
+        results["models"][model] = json.loads(json.dumps(result, default=_plain))
         results["models"] = {m: results["models"][m] for m in MODELS if m in results["models"]}
         results.update({"budget": BUDGET, "quick": args.quick, "machine": machine()})
         write_results(name, results, markdown(results), readme=not args.quick)

@@ -74,7 +74,7 @@ def benchmark_model(name, kwargs, ratios, batches):
         images = tf.constant(rng.uniform(0, 255, (batch,) + model.image_shape).astype("float32"))
         for ratio in ratios:
             subnet = zoo.extract_subnet(model, ratio)
-            static = tf.function(lambda x: subnet(x, training=False))
+            static = tf.function(lambda x, subnet=subnet: subnet(x, training=False))
             ratio_tensor = tf.fill([batch], float(ratio))
             row = {
                 "model": name,
@@ -114,7 +114,9 @@ def markdown(rows):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="batch 1 and ratio 1.0, 0.5 only; nothing written")
+    parser.add_argument(
+        "--quick", action="store_true", help="batch 1 and ratio 1.0, 0.5 only; nothing written"
+    )
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     args = parser.parse_args()
     ratios, batches = ((1.0, 0.5), (1,)) if args.quick else (RATIOS, BATCHES)

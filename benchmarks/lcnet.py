@@ -63,7 +63,9 @@ UNIFORM = "resnet20_cifar10"
 def train_lcnet(data, uniform, quick):
     recipe = dict(RECIPE, epochs=1 if quick else FINE_TUNE_EPOCHS)
     arguments = {"num_classes": 10, "operating_points": BUDGETS}
-    key = hashlib.sha256(json.dumps([arguments, recipe, UNIFORM], sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(
+        json.dumps([arguments, recipe, UNIFORM], sort_keys=True).encode()
+    ).hexdigest()[:12]
     checkpoint = os.path.join(weights_download.keras_home(), "zoo", "runs", f"lcnet-bench-{key}")
     trained = checkpoint + ".keras"
     train, validation, _ = data
@@ -85,7 +87,9 @@ def train_lcnet(data, uniform, quick):
 
 def lcnet_latency(model, batch_size, budget):
     forward = tf.function(lambda images, ratio: model.hard_forward(images, ratio)[0])
-    images = tf.constant(np.random.default_rng(0).uniform(0, 255, (batch_size, 32, 32, 3)).astype("float32"))
+    images = tf.constant(
+        np.random.default_rng(0).uniform(0, 255, (batch_size, 32, 32, 3)).astype("float32")
+    )
     return time_call(forward, images, tf.fill([batch_size], float(budget)), repeats=20)
 
 
@@ -101,7 +105,9 @@ def run(quick):
     uniform = zoo.load(UNIFORM, pretrained=True)
     model, seconds, achieved = train_lcnet(data, uniform, quick)
     uniform_accuracy = zoo.evaluate_ratios(uniform, test, uniform.operating_points, batch_size=500)
-    points = [(zoo.cost(uniform, r)["flops"], 100 * uniform_accuracy[r]) for r in uniform.operating_points]
+    points = [
+        (zoo.cost(uniform, r)["flops"], 100 * uniform_accuracy[r]) for r in uniform.operating_points
+    ]
     rows = {}
     for budget in BUDGETS:
         per_input = zoo.cost(model, budget, data=test[0])["per_input"]
@@ -127,7 +133,8 @@ def run(quick):
             "latency_ms": {
                 str(b): {
                     "lcnet": 1000 * lcnet_latency(model, b, budget),
-                    "uniform": 1000 * measure_latency(uniform, [budget], batch_size=b, repeats=20)[budget],
+                    "uniform": 1000
+                    * measure_latency(uniform, [budget], batch_size=b, repeats=20)[budget],
                 }
                 for b in (1, 64)
             },
@@ -192,7 +199,12 @@ def plot(results, path):
 
     figure, axis = plt.subplots(figsize=(6, 4))
     uniform = results["uniform_points"]
-    axis.plot([p["mult_adds"] / 1e6 for p in uniform], [p["accuracy"] for p in uniform], "o-", label="uniform width")
+    axis.plot(
+        [p["mult_adds"] / 1e6 for p in uniform],
+        [p["accuracy"] for p in uniform],
+        "o-",
+        label="uniform width",
+    )
     rows = results["budgets"].values()
     axis.errorbar(
         [r["mult_adds"]["mean"] / 1e6 for r in rows],
@@ -210,9 +222,13 @@ def plot(results, path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="2,000 images, one epoch (smoke test)")
-    parser.add_argument("--report", action="store_true", help="rewrite the table and plot from the results")
+    parser.add_argument(
+        "--report", action="store_true", help="rewrite the table and plot from the results"
+    )
     args = parser.parse_args()
     name = "lcnet_quick" if args.quick else "lcnet"
     if args.report:

@@ -32,8 +32,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import zoo  # noqa: E402
-from zoo.recipes import train_recipe  # noqa: E402
 from benchmarks.common import RESULTS, machine, write_results  # noqa: E402
+from zoo.recipes import train_recipe  # noqa: E402
 
 RATIOS = [round(0.10 + 0.05 * i, 2) for i in range(19)]
 TASKS = [round(1.0 - 0.1 * i, 1) for i in range(10)]  # TESLA's 100%, 90%, ..., 10%
@@ -57,7 +57,9 @@ def build(seed, **arguments):
 def train(arguments, recipe, data, seed):
     """One model by `zoo.recipes`: the same code as `python -m zoo train --preset`."""
     train_data, validation = data
-    return train_recipe(build(seed, **arguments), recipe, train_data, validation, seed=seed, verbose=0)
+    return train_recipe(
+        build(seed, **arguments), recipe, train_data, validation, seed=seed, verbose=0
+    )
 
 
 def evaluate_single(model, test):
@@ -72,7 +74,9 @@ def run_individual(data, recipe, seed):
     for ratio in RATIOS:
         units = zoo.ratio.channel_width(ratio, 100)
         model = train({"hidden_units": (units, units)}, recipe, data[:2], seed)
-        result[f"{ratio:.2f}"] = 100.0 * zoo.evaluate_ratios(model, test, [1.0], batch_size=1000)[1.0]
+        result[f"{ratio:.2f}"] = (
+            100.0 * zoo.evaluate_ratios(model, test, [1.0], batch_size=1000)[1.0]
+        )
     return result
 
 
@@ -82,14 +86,26 @@ LINEAR = {"profile": "linear"}
 TRAINABLE_LINEAR = {"profile": {"name": "linear", "trainable": True}}
 # Each method: (description, model arguments, recipe of `zoo.recipes`).
 METHODS = {
-    "idp": ("Original IDP (linear profile, full-width training)", LINEAR, {**COMMON, "method": "idp", "epochs": 20}),
+    "idp": (
+        "Original IDP (linear profile, full-width training)",
+        LINEAR,
+        {**COMMON, "method": "idp", "epochs": 20},
+    ),
     "idp_multi_profile": (
         "IDP multi-profile (linear; profiles (0, 0.3] and (0.3, 1], stage by stage)",
         {**LINEAR, "profile_boundaries": (0.3,)},
         {**COMMON, "method": "idp_multi_profile", "epochs": 20, "boundaries": [0.3]},
     ),
-    "tesla": ("TESLA (linear profile, alpha 0.5, descending tasks)", LINEAR, {**TESLA, "method": "tesla"}),
-    "tesla_atp": ("TESLA + trainable profile (ATP)", TRAINABLE_LINEAR, {**TESLA, "method": "tesla", "atp": True}),
+    "tesla": (
+        "TESLA (linear profile, alpha 0.5, descending tasks)",
+        LINEAR,
+        {**TESLA, "method": "tesla"},
+    ),
+    "tesla_atp": (
+        "TESLA + trainable profile (ATP)",
+        TRAINABLE_LINEAR,
+        {**TESLA, "method": "tesla", "atp": True},
+    ),
     "r_tesla": ("R-TESLA (uniformly random tasks)", LINEAR, {**TESLA, "method": "r_tesla"}),
     "r_tesla_atp": (
         "R-TESLA + trainable profile (ATP)",
@@ -121,7 +137,11 @@ METHODS = {
         {},
         {**COMMON, "method": "sandwich", "epochs": 30, "ratios": RATIOS, "num_ratios": 6},
     ),
-    "individual": ("19 individually trained networks (one per width)", {}, {**COMMON, "method": "idp", "epochs": 20}),
+    "individual": (
+        "19 individually trained networks (one per width)",
+        {},
+        {**COMMON, "method": "idp", "epochs": 20},
+    ),
 }
 SINGLE_MODELS = [name for name in METHODS if name != "individual"]
 BUDGET_KEYS = ("epochs", "round", "patience")
@@ -226,7 +246,12 @@ def plot(results, path):
     figure, axis = plt.subplots(figsize=(8, 5))
     for name, method in results["methods"].items():
         ratios = [float(r) for r in method["accuracy"]]
-        axis.plot(ratios, list(method["accuracy"].values()), marker=".", label=f"{name} ({method['average']:.2f})")
+        axis.plot(
+            ratios,
+            list(method["accuracy"].values()),
+            marker=".",
+            label=f"{name} ({method['average']:.2f})",
+        )
     axis.set_xlabel("compute ratio")
     axis.set_ylabel("test accuracy (%)")
     axis.set_ylim(0, 100)
@@ -238,14 +263,25 @@ def plot(results, path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a tenth of the data and budgets (smoke test)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a tenth of the data and budgets (smoke test)"
+    )
     parser.add_argument("--only", nargs="*", choices=list(METHODS), help="methods to run")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per method")
-    parser.add_argument("--force", action="store_true", help="recompute the methods run even if in the results")
-    parser.add_argument("--name", help="results file name (default mnist, or mnist_quick with --quick)")
     parser.add_argument(
-        "--merge", nargs="*", default=[], help="results files (names) whose methods to merge in, then report"
+        "--force", action="store_true", help="recompute the methods run even if in the results"
+    )
+    parser.add_argument(
+        "--name", help="results file name (default mnist, or mnist_quick with --quick)"
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="*",
+        default=[],
+        help="results files (names) whose methods to merge in, then report",
     )
     args = parser.parse_args()
     args.name = args.name or ("mnist_quick" if args.quick else "mnist")

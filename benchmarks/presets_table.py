@@ -28,7 +28,9 @@ def markdown():
             mult_adds = " / ".join(f"{_millions(row['mult_adds'][r])}" for r in ratios)
             size = f"{row['weights_bytes'] / 2**20:.1f} MB"
         method = f"{recipe['method']}, {recipe['epochs']} epochs"
-        lines.append(f"| `{row['name']}` | {row['dataset']} | {method} | {accuracy} | {mult_adds} | {size} |")
+        lines.append(
+            f"| `{row['name']}` | {row['dataset']} | {method} | {accuracy} | {mult_adds} | {size} |"
+        )
     lines.append("")
     lines.append("Test accuracy on the full test set, after batch-norm calibration at each ratio.")
     return "\n".join(lines) + "\n"

@@ -81,7 +81,9 @@ class OperatingPointLogger(keras.callbacks.Callback):
 
     def _open_writers(self):
         self._writers = {
-            ratio: tf.summary.create_file_writer(os.path.join(self.log_dir, f"r={format_ratio(ratio)}"))
+            ratio: tf.summary.create_file_writer(
+                os.path.join(self.log_dir, f"r={format_ratio(ratio)}")
+            )
             for ratio in self.ratios
         }
         self._writers[None] = tf.summary.create_file_writer(self.log_dir)
@@ -105,7 +107,9 @@ class OperatingPointLogger(keras.callbacks.Callback):
 
         figure, axes = plt.subplots(figsize=(5, 3.5), dpi=80)
         points = sorted(self.ratios)
-        axes.plot([self.mult_adds[r] / 1e6 for r in points], [100 * accuracy[r] for r in points], "o-")
+        axes.plot(
+            [self.mult_adds[r] / 1e6 for r in points], [100 * accuracy[r] for r in points], "o-"
+        )
         for r in points:
             axes.annotate(format_ratio(r), (self.mult_adds[r] / 1e6, 100 * accuracy[r]), fontsize=7)
         axes.set_xlabel("multiply-adds (millions)")
@@ -129,9 +133,13 @@ class OperatingPointLogger(keras.callbacks.Callback):
             )
             for name in ("accuracy", "loss")
         ]
-        layout = layout_pb2.Layout(category=[layout_pb2.Category(title="operating points", chart=charts)])
+        layout = layout_pb2.Layout(
+            category=[layout_pb2.Category(title="operating points", chart=charts)]
+        )
         with self._writers[None].as_default():
-            tf.summary.experimental.write_raw_pb(custom_scalar.pb(layout).SerializeToString(), step=0)
+            tf.summary.experimental.write_raw_pb(
+                custom_scalar.pb(layout).SerializeToString(), step=0
+            )
 
     def _write_hparams(self):
         from tensorboard.plugins.hparams import api as hp

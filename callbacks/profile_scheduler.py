@@ -62,7 +62,15 @@ class ProfileScheduler(keras.callbacks.Callback):
         verbose=0,
     ):
         super().__init__()
-        given = [name for name, value in (("stages", stages), ("random_keep_ratio", random_keep_ratio), ("curriculum", curriculum)) if value is not None]
+        given = [
+            name
+            for name, value in (
+                ("stages", stages),
+                ("random_keep_ratio", random_keep_ratio),
+                ("curriculum", curriculum),
+            )
+            if value is not None
+        ]
         if len(given) != 1:
             raise ValueError(
                 "Give exactly one of `stages`, `random_keep_ratio` and `curriculum`; "
@@ -71,14 +79,18 @@ class ProfileScheduler(keras.callbacks.Callback):
         self.mode = given[0]
         self.stages = check_stages(stages) if stages is not None else None
         if random_keep_ratio is not None and not float(random_keep_ratio) > 0:
-            raise ValueError(f"`random_keep_ratio` (the scale of X) must be positive; got {random_keep_ratio}.")
+            raise ValueError(
+                f"`random_keep_ratio` (the scale of X) must be positive; got {random_keep_ratio}."
+            )
         self.scale = None if random_keep_ratio is None else float(random_keep_ratio)
         self.curriculum = None
         if curriculum is not None:
             ratios = [float(r) for r in curriculum]
             check_ratio_list(ratios, "curriculum")
             if ratios != sorted(set(ratios), reverse=True):
-                raise ValueError(f"`curriculum` must go from wide to narrow without repeats; got {ratios}.")
+                raise ValueError(
+                    f"`curriculum` must go from wide to narrow without repeats; got {ratios}."
+                )
             self.curriculum = ratios
         if int(epochs_per_stage) < 1:
             raise ValueError(f"`epochs_per_stage` must be at least 1; got {epochs_per_stage}.")

@@ -113,7 +113,11 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
         if distribution is None:
             return np.full(len(self.ratios), 1.0 / len(self.ratios))
         distribution = np.asarray(distribution, "float64")
-        if distribution.shape != (len(self.ratios),) or np.any(distribution < 0) or distribution.sum() <= 0:
+        if (
+            distribution.shape != (len(self.ratios),)
+            or np.any(distribution < 0)
+            or distribution.sum() <= 0
+        ):
             raise ValueError(
                 f"`distribution` needs one non-negative probability per task ({len(self.ratios)})."
             )
@@ -193,7 +197,9 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
 
     def _end_round(self, logs):
         task = self.current_task
-        accuracy = evaluate_ratios(self.model, self.validation_data, [self.ratios[task]])[self.ratios[task]]
+        accuracy = evaluate_ratios(self.model, self.validation_data, [self.ratios[task]])[
+            self.ratios[task]
+        ]
         self.state[ROUND] = self.state[ROUND] + 1
         if self.alternate_profile:
             self.state[PHASE] = 1 - self.state[PHASE]
@@ -230,7 +236,9 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
 
     def _open_tasks(self):
         return [
-            k for k in range(len(self.ratios)) if self.state[PER_TASK + MAX_TASKS + k] < self.patience
+            k
+            for k in range(len(self.ratios))
+            if self.state[PER_TASK + MAX_TASKS + k] < self.patience
         ]
 
     def _draw(self):

@@ -1,5 +1,3 @@
-import os
-
 import keras
 import numpy as np
 import pytest
@@ -39,7 +37,9 @@ class RecordPlans(keras.callbacks.Callback):
 
 def test_task_switches_after_patience_rounds_and_training_stops(data):
     model, record = mlp(learning_rate=0.0), RecordPlans()  # accuracy never improves
-    tesla = callbacks.TaskwiseEarlyStopping([0.25, 1.0, 0.5], validation_data=data, patience=2, steps_per_round=1)
+    tesla = callbacks.TaskwiseEarlyStopping(
+        [0.25, 1.0, 0.5], validation_data=data, patience=2, steps_per_round=1
+    )
     model.fit(*data, batch_size=16, epochs=10, callbacks=[tesla, record], verbose=0)
     current = [plan["ratios"][0] for plan in record.plans]
     # Round 1 sets the best value, rounds 2 and 3 do not improve: switch.
@@ -54,7 +54,10 @@ def test_aggregated_loss_follows_the_formula(data):
     np.testing.assert_allclose(tesla.task_weights(1), [a, 1 - a])
     # A_2 = a * (a * L0 + (1 - a) * L1) + (1 - a) * L2
     np.testing.assert_allclose(tesla.task_weights(2), [a * a, a * (1 - a), 1 - a])
-    assert callbacks.TaskwiseEarlyStopping([1.0, 0.5], data, aggregation="sum").task_weights(1) == [1, 1]
+    assert callbacks.TaskwiseEarlyStopping([1.0, 0.5], data, aggregation="sum").task_weights(1) == [
+        1,
+        1,
+    ]
 
 
 def test_training_loss_is_the_aggregated_loss(data):
@@ -75,7 +78,12 @@ def test_training_loss_is_the_aggregated_loss(data):
 def test_random_order_draws_open_tasks_and_stops(data):
     model, record = mlp(learning_rate=0.0), RecordPlans()
     tesla = callbacks.TaskwiseEarlyStopping(
-        [1.0, 0.5, 0.25], validation_data=data, order="random", patience=1, steps_per_round=1, seed=3
+        [1.0, 0.5, 0.25],
+        validation_data=data,
+        order="random",
+        patience=1,
+        steps_per_round=1,
+        seed=3,
     )
     model.fit(*data, batch_size=16, epochs=20, callbacks=[tesla, record], verbose=0)
     drawn = [plan["ratios"][0] for plan in record.plans]
@@ -94,7 +102,9 @@ def test_backup_and_restore_resumes_on_the_same_task(data, tmp_path, backup_firs
 
     def run(extra):
         model = mlp(learning_rate=0.0)
-        tesla = callbacks.TaskwiseEarlyStopping([1.0, 0.5, 0.25], validation_data=(x, y), patience=1)
+        tesla = callbacks.TaskwiseEarlyStopping(
+            [1.0, 0.5, 0.25], validation_data=(x, y), patience=1
+        )
         record = RecordPlans()
         backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
         ordered = [backup, tesla] if backup_first else [tesla, backup]
@@ -102,7 +112,7 @@ def test_backup_and_restore_resumes_on_the_same_task(data, tmp_path, backup_firs
         return record
 
     with pytest.raises(RuntimeError, match="interrupted"):
-        first = run([Interrupt()])
+        run([Interrupt()])
     # Epochs 0-1 ran task 0, epoch 2 task 1; the backup holds the end of epoch 2.
     resumed = run([])
     assert resumed.plans[0]["ratios"][0] == 0.5
@@ -197,7 +207,9 @@ def test_logger_tensorboard_runs_read_back(data, tmp_path):
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
     model = mlp(0.01)
-    logger = callbacks.OperatingPointLogger(data, ratios=[1.0, 0.5, 0.25], log_dir=str(tmp_path), hparams={"seed": 0})
+    logger = callbacks.OperatingPointLogger(
+        data, ratios=[1.0, 0.5, 0.25], log_dir=str(tmp_path), hparams={"seed": 0}
+    )
     model.fit(*data, batch_size=16, epochs=2, callbacks=[logger], verbose=0)
     runs = EventMultiplexer().AddRunsFromDirectory(str(tmp_path))
     runs.Reload()
@@ -208,7 +220,10 @@ def test_logger_tensorboard_runs_read_back(data, tmp_path):
     assert float(mult_adds) == zoo.cost(model, 0.25)["flops"]
     root = runs.Runs()["."]
     assert "accuracy_vs_mult_adds" in root["tensors"]
-    assert "custom_scalars__config__" in root["tensors"] and "_hparams_/session_start_info" in root["tensors"]
+    assert (
+        "custom_scalars__config__" in root["tensors"]
+        and "_hparams_/session_start_info" in root["tensors"]
+    )
 
 
 # -- BatchNormCalibration -------------------------------------------------------
@@ -217,7 +232,9 @@ def test_logger_tensorboard_runs_read_back(data, tmp_path):
 def test_calibration_restores_accuracy():
     x, y = zoo.datasets.load_arrays("digits", "train")
     model = zoo.build("resnet20", input_shape=(8, 8, 1), width=0.5, operating_points=[0.5, 1.0])
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     model.set_training_plan([1.0, 0.5])
     model.fit(x, y, batch_size=64, epochs=4, verbose=0)
     calibration = callbacks.BatchNormCalibration(x, steps=4)
@@ -259,7 +276,9 @@ def test_profile_stages_freeze_the_earlier_block_exactly(data):
                 outputs["middle"] = model.hidden[1].kernel.numpy().copy()
 
     scheduler = callbacks.ProfileScheduler(stages=[((0.0, 0.3), 2), ((0.3, 1.0), 2)])
-    history = model.fit(*data, batch_size=16, epochs=10, callbacks=[scheduler, record, Snapshot()], verbose=0)
+    history = model.fit(
+        *data, batch_size=16, epochs=10, callbacks=[scheduler, record, Snapshot()], verbose=0
+    )
     assert len(history.history["loss"]) == 4  # the schedule ends training
     assert history.history["profile_stage"] == [0, 0, 1, 1]
     assert [p["ratios"][0] for p in record.plans] == pytest.approx([0.3] * 8 + [1.0] * 8)
@@ -296,7 +315,9 @@ def test_multi_profile_model_saves_and_extracts(data, tmp_path):
     for ratio in (0.2, 0.5, 1.0):
         expected = model(data[0][:8], compute_ratio=ratio).numpy()
         np.testing.assert_allclose(loaded(data[0][:8], compute_ratio=ratio), expected, atol=1e-6)
-        np.testing.assert_allclose(zoo.extract_subnet(model, ratio)(data[0][:8]), expected, atol=1e-5)
+        np.testing.assert_allclose(
+            zoo.extract_subnet(model, ratio)(data[0][:8]), expected, atol=1e-5
+        )
 
 
 def test_random_keep_ratio_and_curriculum(data):
@@ -341,7 +362,13 @@ def test_profile_schedule_resumes_under_backup_and_restore(data, tmp_path):
         model, record = adam_mlp(profile_boundaries=(0.5,)), RecordPlans()
         scheduler = callbacks.ProfileScheduler(stages=[((0.0, 0.5), 2), ((0.5, 1.0), 3)])
         backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
-        model.fit(*data, batch_size=16, epochs=10, callbacks=[backup, scheduler, record] + extra, verbose=0)
+        model.fit(
+            *data,
+            batch_size=16,
+            epochs=10,
+            callbacks=[backup, scheduler, record] + extra,
+            verbose=0,
+        )
         return model, record
 
     with pytest.raises(RuntimeError, match="interrupted"):
@@ -385,7 +412,9 @@ def test_atp_alternates_weight_and_profile_rounds(data):
     model.fit(*data, batch_size=16, epochs=4, callbacks=[tesla, Snapshot()], verbose=0)
     changed = []
     for (p0, k0), (p1, k1) in zip(snapshots, snapshots[1:]):
-        changed.append((any(np.abs(a - b).max() > 0 for a, b in zip(p0, p1)), np.abs(k1 - k0).max() > 0))
+        changed.append(
+            (any(np.abs(a - b).max() > 0 for a, b in zip(p0, p1)), np.abs(k1 - k0).max() > 0)
+        )
     # Epoch 0 trained weights; then profile, weights, profile: never both.
     assert changed == [(True, False), (False, True), (True, False)]
     for gamma in model.profile_variables:
@@ -394,7 +423,9 @@ def test_atp_alternates_weight_and_profile_rounds(data):
 
 
 def test_atp_needs_a_trainable_profile(data):
-    tesla = callbacks.TaskwiseEarlyStopping([1.0, 0.5], validation_data=data, alternate_profile=True)
+    tesla = callbacks.TaskwiseEarlyStopping(
+        [1.0, 0.5], validation_data=data, alternate_profile=True
+    )
     with pytest.raises(ValueError, match="trainable profile"):
         adam_mlp().fit(*data, epochs=1, callbacks=[tesla], verbose=0)
 
@@ -435,10 +466,14 @@ def test_non_uniform_sub_nets_take_a_ratio_per_group(data):
 
 def test_non_uniform_sampler_trains_sampled_sub_nets(data):
     model, record = adam_mlp(), RecordPlans()
-    sampler = callbacks.SubnetSampler(ratios=[1.0, 0.5, 0.25], nonuniform=True, sandwich=True, num_ratios=3)
+    sampler = callbacks.SubnetSampler(
+        ratios=[1.0, 0.5, 0.25], nonuniform=True, sandwich=True, num_ratios=3
+    )
     model.fit(*data, batch_size=16, epochs=1, callbacks=[sampler, record], verbose=0)
     plans = record.plans
-    assert all(p["layer_ratios"][0] == [1.0, 1.0] and p["layer_ratios"][-1] == [0.25, 0.25] for p in plans)
+    assert all(
+        p["layer_ratios"][0] == [1.0, 1.0] and p["layer_ratios"][-1] == [0.25, 0.25] for p in plans
+    )
     middles = {tuple(p["layer_ratios"][1]) for p in plans}
     assert any(a != b for a, b in middles)  # the groups got different ratios
     # One training step at a fixed non-uniform plan moves only what it uses.
@@ -453,6 +488,13 @@ def test_non_uniform_sampler_trains_sampled_sub_nets(data):
 
 def test_non_uniform_sampler_needs_a_chain_model(data):
     model = zoo.build("resnet20", input_shape=(8, 8, 1), width=0.25)
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     with pytest.raises(ValueError, match="not a chain"):
-        model.fit(*data, epochs=1, callbacks=[callbacks.SubnetSampler(ratios=[1.0, 0.5], nonuniform=True)], verbose=0)
+        model.fit(
+            *data,
+            epochs=1,
+            callbacks=[callbacks.SubnetSampler(ratios=[1.0, 0.5], nonuniform=True)],
+            verbose=0,
+        )

@@ -18,7 +18,9 @@ def test_main_job_smoke(tmp_path, capsys):
 
 def test_python_dash_m_zoo_help():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "-m", "zoo", "--help"], capture_output=True, text=True, cwd=root)
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo", "--help"], capture_output=True, text=True, cwd=root
+    )
     assert result.returncode == 0 and "train" in result.stdout
 
 

@@ -145,7 +145,9 @@ def small_cnn():
             keras.layers.Dense(10),
         ]
     )
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.compile(
+        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
     model.fit(x, y, epochs=8, batch_size=64, verbose=0)
     return model, zoo.datasets.load_arrays("digits", "test")
 
@@ -169,13 +171,32 @@ def test_tuning_respects_the_budget_and_records_its_choices(tuned):
     assert result["accuracy"] >= result["baseline_accuracy"] - 0.02
 
 
+def test_several_knobs_save_at_least_as_much_as_the_best_one_alone(tuned):
+    model, fast, (x, _) = tuned
+
+    def total(tuned_model):
+        return sum(
+            np.sum(layer["total"]) for layer in zoo.effort.operations(tuned_model, x).values()
+        )
+
+    data = (x, tuned[2][1])
+    alone = [
+        zoo.effort.tune(model, data, max_accuracy_drop=0.02, knobs=(knob,))
+        for knob in ("spet", "sdss")
+    ]
+    assert total(fast) <= min(total(one) for one in alone) * 1.001
+    assert set(fast.effort_tuning["tolerances"]) <= {"spet", "sdss", "sfma"}
+
+
 def test_tuned_model_saves_and_loads(tuned, tmp_path):
     _, fast, (x, _) = tuned
     path = str(tmp_path / "fast.keras")
     fast.save(path)
     loaded = keras.saving.load_model(path)
     assert zoo.effort.settings(loaded) == zoo.effort.settings(fast)
-    np.testing.assert_allclose(loaded.predict(x[:50], verbose=0), fast.predict(x[:50], verbose=0), atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.predict(x[:50], verbose=0), fast.predict(x[:50], verbose=0), atol=1e-5
+    )
 
 
 def test_knobs_work_within_a_zoo_model_ratio():
@@ -189,12 +210,16 @@ def test_knobs_work_within_a_zoo_model_ratio():
 
 @pytest.mark.parametrize("budget", [-0.1, 1.0, 5, float("nan"), "half"])
 def test_budget_outside_zero_one_is_rejected(budget):
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(2)]
+    )
     with pytest.raises(ValueError, match=r"max_accuracy_drop.*\[0, 1\)"):
         zoo.effort.tune(model, (np.zeros((2, 4)), np.zeros(2)), max_accuracy_drop=budget)
 
 
 def test_model_without_a_knob_layer_is_rejected():
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
     with pytest.raises(ValueError, match="No layer .* takes the knobs"):
         zoo.effort.tune(model, (np.zeros((2, 8, 8, 1)), np.zeros(2)))

@@ -5,7 +5,12 @@ import pytest
 import callbacks
 import zoo
 
-SMALL = {"blocks_per_stage": 1, "input_shape": (8, 8, 1), "num_classes": 10, "operating_points": [0.5, 0.75, 1.0]}
+SMALL = {
+    "blocks_per_stage": 1,
+    "input_shape": (8, 8, 1),
+    "num_classes": 10,
+    "operating_points": [0.5, 0.75, 1.0],
+}
 RNG = np.random.default_rng(0)
 IMAGES = RNG.uniform(0, 16, (6, 8, 8, 1)).astype("float32")
 
@@ -27,7 +32,9 @@ def test_budget_one_opens_every_gate_and_is_the_backbone():
         block["gate"].block_head.bias.assign([-100.0])
         block["gate"].channel_head.bias.assign(np.full(block["channels"], -100.0, "float32"))
     logits = model({"images": IMAGES, "compute_ratio": 1.0}).numpy()
-    backbone = model.soft_forward(IMAGES, np.ones(len(IMAGES), "float32"), training=False)[0].numpy()
+    backbone = model.soft_forward(IMAGES, np.ones(len(IMAGES), "float32"), training=False)[
+        0
+    ].numpy()
     np.testing.assert_allclose(logits, backbone, atol=1e-4)
     assert all(d["run"].all() and d["channels"].all() for d in model.decisions(IMAGES, 1.0))
     np.testing.assert_allclose(zoo.cost(model, 1.0, data=IMAGES)["per_input"], model.backbone_cost)
@@ -38,13 +45,19 @@ def test_a_skipped_block_is_not_executed(monkeypatch):
     close_block(model, 1)
     calls = []
     original = model._block_residual
-    monkeypatch.setattr(model, "_block_residual", lambda block, *a: calls.append(block["gate"].name) or original(block, *a))
+    monkeypatch.setattr(
+        model,
+        "_block_residual",
+        lambda block, *a: calls.append(block["gate"].name) or original(block, *a),
+    )
     model({"images": IMAGES, "compute_ratio": 0.5})
     assert "stage1_block0_gate" not in calls and len(calls) == len(model.blocks) - 1
     skipped = model.blocks[1]["channel_cost"] * model.blocks[1]["channels"]
     spent = zoo.cost(model, 0.5, data=IMAGES)["per_input"]
     np.testing.assert_allclose(spent, model.backbone_cost - skipped)
-    assert not any(d["run"].any() for d in model.decisions(IMAGES, 0.5) if d["name"] == "stage1_block0")
+    assert not any(
+        d["run"].any() for d in model.decisions(IMAGES, 0.5) if d["name"] == "stage1_block0"
+    )
 
 
 def test_skipped_channels_are_not_computed_and_match_the_training_pass():
@@ -65,8 +78,14 @@ def test_skipped_channels_are_not_computed_and_match_the_training_pass():
 def trained():
     x, y = zoo.datasets.load_arrays("digits", "train")
     model = small_model(budget_weight=20.0)
-    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    sampler = callbacks.SubnetSampler(ratio_range=(0.5, 1.0), sandwich=True, num_ratios=3, distillation=0.5)
+    model.compile(
+        keras.optimizers.Adam(3e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    sampler = callbacks.SubnetSampler(
+        ratio_range=(0.5, 1.0), sandwich=True, num_ratios=3, distillation=0.5
+    )
     model.fit(x, y, epochs=12, batch_size=64, verbose=0, callbacks=[sampler])
     return model, x, zoo.datasets.load_arrays("digits", "test")
 
@@ -112,12 +131,16 @@ def test_load_backbone_starts_from_a_trained_uniform_resnet():
     resnet = zoo.build("resnet20", **SMALL)
     for variable in resnet.weights:  # non-default weights and statistics, so the copy shows
         if "plan" not in variable.path and "training_state" not in variable.path:
-            variable.assign(variable.numpy() * RNG.uniform(0.5, 1.5, variable.shape).astype("float32"))
+            variable.assign(
+                variable.numpy() * RNG.uniform(0.5, 1.5, variable.shape).astype("float32")
+            )
     resnet.weights_changed()
     model = small_model()
     model.load_backbone(resnet)
     expected = resnet(IMAGES, compute_ratio=1.0).numpy()
-    np.testing.assert_allclose(model({"images": IMAGES, "compute_ratio": 1.0}).numpy(), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        model({"images": IMAGES, "compute_ratio": 1.0}).numpy(), expected, rtol=1e-4, atol=1e-4
+    )
 
 
 def test_load_backbone_rejects_another_architecture():
@@ -147,6 +170,8 @@ def test_budget_penalty_holds_under_full_distillation():
     for weight in (0.0, 10.0):  # gates open: budget 0.5 overspent by half the backbone
         model = small_model(budget_weight=weight)
         model.set_training_plan([1.0, 0.5], distillation=1.0)
-        model.compile(keras.optimizers.SGD(0.0), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(
+            keras.optimizers.SGD(0.0), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
         losses.append(model.train_on_batch(IMAGES, np.zeros(len(IMAGES), "int32")))
     assert losses[1] - losses[0] == pytest.approx(10.0 * 0.5**2, rel=0.05)

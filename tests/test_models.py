@@ -1,12 +1,10 @@
-import os
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import random_images, randomize_batchnorm
 
 import zoo
-from conftest import random_images, randomize_batchnorm
 
 SMALL = {
     "mlp": dict(),
@@ -38,7 +36,9 @@ def test_images_alone_mean_ratio_one(model):
     x = random_images(model)
     np.testing.assert_allclose(model(x).numpy(), model(x, compute_ratio=1.0).numpy())
     ratio = np.ones(len(x), "float32")
-    np.testing.assert_allclose(model({"images": x, "compute_ratio": ratio}).numpy(), model(x).numpy())
+    np.testing.assert_allclose(
+        model({"images": x, "compute_ratio": ratio}).numpy(), model(x).numpy()
+    )
 
 
 def test_mixed_batch_equals_per_ratio_runs(model):
@@ -55,7 +55,10 @@ def test_mixed_batch_in_a_compiled_function(model):
     ratios = np.array([0.25, 1.0, 0.25], "float32")
     forward = tf.function(lambda x, r: model({"images": x, "compute_ratio": r}))
     np.testing.assert_allclose(
-        forward(x, ratios).numpy()[0], model(x[:1], compute_ratio=0.25).numpy()[0], rtol=1e-4, atol=1e-4
+        forward(x, ratios).numpy()[0],
+        model(x[:1], compute_ratio=0.25).numpy()[0],
+        rtol=1e-4,
+        atol=1e-4,
     )
 
 
@@ -114,6 +117,8 @@ def test_subnet_saves_and_exports(tmp_path):
 
 
 def test_width_and_operating_points_arguments():
-    model = zoo.build("mlp", width=0.5, operating_points=[0.5, 1.0], input_shape=(8, 8, 1), num_classes=3)
+    model = zoo.build(
+        "mlp", width=0.5, operating_points=[0.5, 1.0], input_shape=(8, 8, 1), num_classes=3
+    )
     assert model.hidden[0].units == 50 and model.operating_points == (0.5, 1.0)
     assert model(np.zeros((2, 8, 8, 1))).shape == (2, 3)

@@ -77,14 +77,18 @@ def test_download_verifies_caches_and_then_needs_no_network(serve, tmp_path):
     assert weights_download.fetch("w.bin", digest(b"weights" * 100)) == path
 
 
-@pytest.mark.parametrize("served", [b"weightz" * 100, b"weights" * 50], ids=["tampered", "truncated"])
+@pytest.mark.parametrize(
+    "served", [b"weightz" * 100, b"weights" * 50], ids=["tampered", "truncated"]
+)
 def test_corrupt_download_names_the_file_and_hash_and_caches_nothing(serve, tmp_path, served):
     folder = tmp_path / "published"
     folder.mkdir()
     (folder / "w.bin").write_bytes(served)
     serve(folder)
     expected = digest(b"weights" * 100)
-    with pytest.raises(weights_download.WeightsIntegrityError, match=f"'w.bin'.*expected {expected}"):
+    with pytest.raises(
+        weights_download.WeightsIntegrityError, match=f"'w.bin'.*expected {expected}"
+    ):
         weights_download.fetch("w.bin", expected)
     assert cached_files() == []
 
@@ -121,7 +125,11 @@ def test_registry_and_manifest_agree_with_the_files():
         preset = zoo.presets.get_preset(row["name"])
         path = os.path.join(SAVED_MODELS, preset["weights"])
         assert os.path.getsize(path) <= 20 * 2**20
-        assert weights_download.sha256(path) == preset["sha256"] == manifest[preset["weights"]]["sha256"]
+        assert (
+            weights_download.sha256(path)
+            == preset["sha256"]
+            == manifest[preset["weights"]]["sha256"]
+        )
 
 
 @pytest.mark.parametrize("name", [p["name"] for p in zoo.list_presets() if p["trained"]])

@@ -8,7 +8,9 @@ def test_named_profiles():
     np.testing.assert_allclose(profiles.Profile("uniform")(4), [1, 1, 1, 1])
     np.testing.assert_allclose(profiles.Profile("linear")(4), [1, 0.75, 0.5, 0.25])
     np.testing.assert_allclose(profiles.Profile("harmonic")(4), [1, 1 / 2, 1 / 3, 1 / 4])
-    np.testing.assert_allclose(profiles.Profile("half_exp")(6), [1, 1, 1, 1, np.exp(-1), np.exp(-2)])
+    np.testing.assert_allclose(
+        profiles.Profile("half_exp")(6), [1, 1, 1, 1, np.exp(-1), np.exp(-2)]
+    )
     np.testing.assert_allclose(profiles.Profile("exp", rate=0.5)(3), np.exp([0, -0.5, -1]))
     np.testing.assert_allclose(profiles.Profile("steps")(6), [1, 1, 0.5, 0.5, 0.25, 0.25])
 

@@ -24,16 +24,23 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
 
 
 def test_weight_decay_spares_batch_norm_and_profile():
-    model = zoo.build("resnet20", num_classes=10, width=0.25, profile={"name": "linear", "trainable": True})
+    model = zoo.build(
+        "resnet20", num_classes=10, width=0.25, profile={"name": "linear", "trainable": True}
+    )
     optimizer = make_optimizer(SGD_COSINE, steps_per_epoch=10)
     optimizer.build(model.trainable_variables)
-    decayed = {v.path.split("/")[-1] for v in model.trainable_variables if optimizer._use_weight_decay(v)}
+    decayed = {
+        v.path.split("/")[-1] for v in model.trainable_variables if optimizer._use_weight_decay(v)
+    }
     assert decayed == {"kernel"}
 
 
 @pytest.mark.parametrize(
     "recipe, message",
-    [({"optimizer": "rmsprop"}, "Unknown optimizer 'rmsprop'"), ({"schedule": "step"}, "Unknown schedule 'step'")],
+    [
+        ({"optimizer": "rmsprop"}, "Unknown optimizer 'rmsprop'"),
+        ({"schedule": "step"}, "Unknown schedule 'step'"),
+    ],
 )
 def test_unknown_optimizer_or_schedule_is_named(recipe, message):
     with pytest.raises(ValueError, match=message):

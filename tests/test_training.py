@@ -114,7 +114,9 @@ def test_xla_is_refused_with_a_warning():
 
 def test_batchnorm_statistics_per_point_and_calibration():
     x, y = zoo.datasets.load_arrays("digits", "train")
-    model = compiled(zoo.build("resnet20", input_shape=(8, 8, 1), width=0.5, operating_points=[0.25, 1.0]))
+    model = compiled(
+        zoo.build("resnet20", input_shape=(8, 8, 1), width=0.5, operating_points=[0.25, 1.0])
+    )
     model.set_training_plan([1.0])
     model.fit(x, y, epochs=4, batch_size=64, verbose=0)
     bn = next(l for l in model.dynamic_layers if isinstance(l, DynamicBatchNormalization))
@@ -139,7 +141,9 @@ def test_calibration_rejects_ratios_without_statistics():
 def test_inference_never_sees_stale_kernels(tmp_path):
     x, y = digits(64)
     model = compiled(zoo.build("mlp", input_shape=(8, 8, 1), hidden_units=(256, 256)))
-    predict = lambda: model.predict({"images": x, "compute_ratio": np.full(64, 0.5, "float32")}, verbose=0)
+    predict = lambda: model.predict(
+        {"images": x, "compute_ratio": np.full(64, 0.5, "float32")}, verbose=0
+    )
     fresh = lambda: zoo.extract_subnet(model, 0.5)(x).numpy()
     before = predict()  # fills the caches of the 256x256 layer
     np.testing.assert_allclose(before, fresh(), rtol=1e-4, atol=1e-4)

@@ -26,7 +26,9 @@ def parse_ratios(text):
     try:
         ratios = [float(r) for r in text.split(",") if r.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"ratios must be comma-separated numbers; got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"ratios must be comma-separated numbers; got {text!r}"
+        ) from None
     if not ratios or not all(0 < r <= 1 for r in ratios):
         raise argparse.ArgumentTypeError(f"ratios must be in (0, 1]; got {text!r}")
     return sorted(set(ratios), reverse=True)
@@ -48,7 +50,9 @@ def make_parser():
         help="reproduce a preset from its recipe (zoo.list_presets()); its weights go to "
         "--weights-dir and its registry entry is updated",
     )
-    train.add_argument("--weights-dir", default="saved_models", help="where preset weights are written")
+    train.add_argument(
+        "--weights-dir", default="saved_models", help="where preset weights are written"
+    )
     train.add_argument(
         "--checkpoint-dir",
         help="BackupAndRestore folder: an interrupted preset run resumes from it "
@@ -58,7 +62,9 @@ def make_parser():
     evaluate.add_argument("model_path", help="a .keras file saved by `train`")
     for command in (train, evaluate):
         command.add_argument("--dataset", default="digits", choices=datasets.list_datasets())
-        command.add_argument("--data-dir", help=f"local data directory (default: ${datasets.DATA_DIR_ENV})")
+        command.add_argument(
+            "--data-dir", help=f"local data directory (default: ${datasets.DATA_DIR_ENV})"
+        )
         command.add_argument("--ratios", type=parse_ratios, default=parse_ratios(DEFAULT_RATIOS))
         command.add_argument("--seed", type=int, default=0)
     return parser
@@ -71,7 +77,9 @@ def main(argv=None):
     if args.command == "train" and args.preset:
         from zoo.preset_training import train_preset
 
-        return train_preset(args.preset, args.data_dir, args.weights_dir, args.checkpoint_dir, args.seed)
+        return train_preset(
+            args.preset, args.data_dir, args.weights_dir, args.checkpoint_dir, args.seed
+        )
     test = datasets.load_arrays(args.dataset, "test", args.data_dir)
     if args.command == "evaluate":
         model = keras.saving.load_model(args.model_path)
@@ -99,7 +107,12 @@ def train_model(args, train):
     # Every step trains all the ratios, widest first: one model for all.
     model.set_training_plan(args.ratios)
     print(f"Training {args.model} on {args.dataset} at ratios {args.ratios}")
-    model.fit(*train, batch_size=args.batch_size, epochs=args.epochs, verbose=2 if not sys.stdout.isatty() else 1)
+    model.fit(
+        *train,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        verbose=2 if not sys.stdout.isatty() else 1,
+    )
     if any(isinstance(l, DynamicBatchNormalization) for l in model.dynamic_layers):
         calibrate_batchnorm(model, train[0], args.ratios)
     if args.output:

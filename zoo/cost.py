@@ -50,7 +50,11 @@ def cost(model, compute_ratio=1.0, per_layer=False, layer_ratios=None, data=None
                 f"{model.name} spends a different cost on each input: pass the inputs as `data=`."
             )
         per_input = model.cost_per_input(data, float(compute_ratio))
-        return {"flops": float(per_input.mean()), "per_input": per_input, "backbone_flops": model.backbone_cost}
+        return {
+            "flops": float(per_input.mean()),
+            "per_input": per_input,
+            "backbone_flops": model.backbone_cost,
+        }
     if layer_ratios is not None:
         layer_ratios = [float(r) for r in layer_ratios]
         check_ratio(layer_ratios)
@@ -84,7 +88,9 @@ def static_cost(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             totals["params"] += sum(math.prod(w.shape) for w in layer.trainable_weights)
             continue
-        if not isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
+        if not isinstance(
+            layer, (keras.layers.Dense, keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+        ):
             continue
         out_shape = layer.output.shape[1:]
         kernel = layer.kernel.shape

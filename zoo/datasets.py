@@ -32,8 +32,16 @@ DATA_DIR_ENV = "ZOO_DATA_DIR"
 NAMES = ("mnist", "cifar10", "digits")
 SPLITS = ("train", "test")
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 CIFAR10_TAR = "cifar10-jpeg.tar.gz"
 MNIST_FILE = "mnist.npz"
@@ -254,9 +262,7 @@ def _decode_image_folders(source):
         if images.shape[1:] != (32, 32, 3):
             raise ValueError(f"Malformed CIFAR-10 at {source}: images of shape {images.shape[1:]}.")
         arrays[f"x_{split}"] = images
-        arrays[f"y_{split}"] = np.array(
-            [CIFAR10_CLASSES.index(c) for c, _, _ in entries], "uint8"
-        )
+        arrays[f"y_{split}"] = np.array([CIFAR10_CLASSES.index(c) for c, _, _ in entries], "uint8")
     return arrays
 
 
@@ -271,7 +277,9 @@ def _interleave_classes(entries):
     for class_name, _, _ in entries:
         rank.append(counts.get(class_name, 0))
         counts[class_name] = rank[-1] + 1
-    order = sorted(range(len(entries)), key=lambda i: (rank[i], CIFAR10_CLASSES.index(entries[i][0])))
+    order = sorted(
+        range(len(entries)), key=lambda i: (rank[i], CIFAR10_CLASSES.index(entries[i][0]))
+    )
     return [entries[i] for i in order]
 
 
@@ -288,7 +296,11 @@ def _walk_images(source):
         with tarfile.open(source, "r:*") as archive:
             for member in archive:
                 parts = member.name.strip("./").split("/")
-                if member.isfile() and len(parts) == 3 and parts[2].lower().endswith((".jpg", ".jpeg", ".png")):
+                if (
+                    member.isfile()
+                    and len(parts) == 3
+                    and parts[2].lower().endswith((".jpg", ".jpeg", ".png"))
+                ):
                     data = archive.extractfile(member).read()
                     yield parts[0], parts[1], parts[2], lambda d=data: d
     except (tarfile.TarError, EOFError, OSError) as error:

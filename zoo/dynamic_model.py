@@ -395,7 +395,8 @@ class DynamicModel(keras.Model):
             warnings.warn(
                 "Dynamic-width models run without XLA: each new width is a new "
                 "shape and XLA would recompile the step for every one. "
-                "Proceeding with `jit_compile=False`."
+                "Proceeding with `jit_compile=False`.",
+                stacklevel=2,
             )
 
     def train_step(self, data):
@@ -414,9 +415,7 @@ class DynamicModel(keras.Model):
             prediction, penalty = self._plan_prediction(x, index)
             loss = self._compile_loss(y, prediction, sample_weight)
             if teacher is not None:
-                soft = keras.losses.categorical_crossentropy(
-                    teacher, prediction, from_logits=True
-                )
+                soft = keras.losses.categorical_crossentropy(teacher, prediction, from_logits=True)
                 loss = (1.0 - distillation) * loss + distillation * tf.reduce_mean(soft)
             # The penalty (a compute budget) holds whatever the labels' weight.
             return self._plan_weights[index] * (loss + penalty), prediction
@@ -519,7 +518,9 @@ class DynamicModel(keras.Model):
         if self.optimizer is None:
             raise ValueError("Compile the model before enabling profile updates.")
         learning_rate = self.optimizer.learning_rate
-        if isinstance(self.optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        if isinstance(
+            self.optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule
+        ):
             raise ValueError(
                 "Alternating profile updates scale a constant learning rate; "
                 "the optimizer uses a schedule."

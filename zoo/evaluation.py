@@ -65,7 +65,9 @@ def _evaluation_step(model):
         labels = tf.cast(tf.reshape(labels, [-1]), "int32")
         predicted = tf.argmax(logits, axis=-1, output_type="int32")
         count = tf.cast(tf.size(labels), "float32")
-        loss = 0.0 if loss_function is None else tf.reduce_mean(loss_function(labels, logits)) * count
+        loss = (
+            0.0 if loss_function is None else tf.reduce_mean(loss_function(labels, logits)) * count
+        )
         return tf.reduce_sum(tf.cast(predicted == labels, "float32")), count, loss
 
     _STEPS[model] = step

@@ -4,8 +4,6 @@ import hashlib
 import json
 import os
 
-import keras
-
 from zoo import datasets, presets, weights_download
 from zoo.batchnorm import calibrate_batchnorm
 from zoo.cost import cost
@@ -30,12 +28,22 @@ def train_preset(name, data_dir=None, weights_dir="saved_models", checkpoint_dir
     split = len(x) * 9 // 10
     model = build(preset["architecture"], **preset["arguments"])
     # Keyed by the recipe: a backup of another recipe must never be resumed.
-    key = hashlib.sha256(json.dumps([preset["arguments"], recipe, seed], sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(
+        json.dumps([preset["arguments"], recipe, seed], sort_keys=True).encode()
+    ).hexdigest()[:12]
     checkpoint_dir = checkpoint_dir or os.path.join(
         weights_download.keras_home(), "zoo", "runs", f"{name}-{key}"
     )
     print(f"Training preset {name} ({recipe['method']}), checkpoints in {checkpoint_dir}")
-    train_recipe(model, recipe, (x[:split], y[:split]), (x[split:], y[split:]), checkpoint_dir, seed, verbose=2)
+    train_recipe(
+        model,
+        recipe,
+        (x[:split], y[:split]),
+        (x[split:], y[split:]),
+        checkpoint_dir,
+        seed,
+        verbose=2,
+    )
     calibrate_batchnorm(model, x[:split])
     accuracy = evaluate_ratios(model, test, model.operating_points)
     os.makedirs(weights_dir, exist_ok=True)

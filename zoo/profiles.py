@@ -13,8 +13,8 @@ zoo.build("mlp", profile=zoo.profiles.Profile("linear", trainable=True))
 ```
 """
 
-import numpy as np
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -118,9 +118,7 @@ class Profile:
     def __init__(self, name="uniform", trainable=False, **params):
         name = ALIASES.get(name, name)
         if name not in PROFILES:
-            raise ValueError(
-                f"Unknown profile {name!r}. Known profiles: {list_profiles()}."
-            )
+            raise ValueError(f"Unknown profile {name!r}. Known profiles: {list_profiles()}.")
         self.name = name
         self.trainable = bool(trainable)
         self.params = params

@@ -60,9 +60,7 @@ def _width_tensor(ratio, channels, channel_multiple):
     width = tf.math.ceil(ratio * float(channels) - WIDTH_EPSILON)
     width = tf.cast(width, "int32")
     if channel_multiple > 1:
-        width = channel_multiple * (
-            (width + channel_multiple - 1) // channel_multiple
-        )
+        width = channel_multiple * ((width + channel_multiple - 1) // channel_multiple)
     return tf.clip_by_value(width, 1, channels)
 
 
@@ -126,18 +124,14 @@ class RatioContext:
         """Scalar int tensor: channels computed for the batch."""
         key = (channels, channel_multiple)
         if key not in self._widths:
-            self._widths[key] = _width_tensor(
-                self.ratio, channels, channel_multiple
-            )
+            self._widths[key] = _width_tensor(self.ratio, channels, channel_multiple)
         return self._widths[key]
 
     def group_width(self, group, channels, channel_multiple=1):
         """Scalar int tensor: channels computed for width group `group`."""
         key = ("group", group, channels, channel_multiple)
         if key not in self._widths:
-            self._widths[key] = _width_tensor(
-                self.group_ratios[group], channels, channel_multiple
-            )
+            self._widths[key] = _width_tensor(self.group_ratios[group], channels, channel_multiple)
         return self._widths[key]
 
     def group_point_index(self, group, operating_points):
@@ -151,9 +145,7 @@ class RatioContext:
         """`(batch,)` int tensor: channels each sample may use."""
         key = (channels, channel_multiple)
         if key not in self._sample_widths:
-            self._sample_widths[key] = _width_tensor(
-                self.sample_ratios, channels, channel_multiple
-            )
+            self._sample_widths[key] = _width_tensor(self.sample_ratios, channels, channel_multiple)
         return self._sample_widths[key]
 
     def point_index(self, operating_points):
@@ -169,9 +161,7 @@ class RatioContext:
         if key not in self._point_index:
             points = tf.constant(operating_points, dtype="float32")
             distance = tf.abs(tf.expand_dims(ratio, -1) - points)
-            self._point_index[key] = tf.argmin(
-                distance, axis=-1, output_type="int32"
-            )
+            self._point_index[key] = tf.argmin(distance, axis=-1, output_type="int32")
         return self._point_index[key]
 
 

@@ -21,9 +21,8 @@ trainable profile), `"single_path"` and `"sandwich"` (`SubnetSampler`;
 its random ratios come from `"ratios"` if given, else `"ratio_range"`).
 """
 
-import os
-
 import math
+import os
 
 import keras
 import tensorflow as tf
@@ -94,7 +93,9 @@ def make_optimizer(recipe, steps_per_epoch):
     if name == "adam":
         optimizer = keras.optimizers.Adam(learning_rate, weight_decay=weight_decay)
     elif name == "sgd":
-        optimizer = keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+        optimizer = keras.optimizers.SGD(
+            learning_rate, momentum=0.9, nesterov=True, weight_decay=weight_decay
+        )
     else:
         raise ValueError(f"Unknown optimizer {name!r}; known: ['adam', 'sgd'].")
     if weight_decay:
@@ -108,13 +109,20 @@ def training_dataset(train_data, recipe, seed=0):
     from zoo.datasets import augment_image
 
     x, y = train_data
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
+        len(x), seed=seed, reshuffle_each_iteration=True
+    )
     flip = x.shape[-1] == 3
-    dataset = dataset.map(lambda image, label: (augment_image(image, flip), label), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(
+        lambda image, label: (augment_image(image, flip), label),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
     return dataset.batch(recipe.get("batch_size", 128)).prefetch(tf.data.AUTOTUNE)
 
 
-def train_recipe(model, recipe, train_data, validation_data, checkpoint_dir=None, seed=0, verbose=1):
+def train_recipe(
+    model, recipe, train_data, validation_data, checkpoint_dir=None, seed=0, verbose=1
+):
     """Compiles and fits `model` by `recipe`; resumable through `checkpoint_dir`.
 
     With `checkpoint_dir`, `keras.callbacks.BackupAndRestore` saves the
@@ -135,7 +143,11 @@ def train_recipe(model, recipe, train_data, validation_data, checkpoint_dir=None
     if recipe.get("augment"):
         inputs = {"x": training_dataset(train_data, recipe, seed), "shuffle": False}
     else:
-        inputs = {"x": train_data[0], "y": train_data[1], "batch_size": recipe.get("batch_size", 128)}
+        inputs = {
+            "x": train_data[0],
+            "y": train_data[1],
+            "batch_size": recipe.get("batch_size", 128),
+        }
     model.fit(
         **inputs,
         epochs=recipe["epochs"],

@@ -80,15 +80,27 @@ class EffortConv2D(keras.layers.Layer):
     def build(self, input_shape):
         channels = int(input_shape[-1])
         self.input_spatial = tuple(int(d) for d in input_shape[1:3])
-        self.kernel = self.add_weight(name="kernel", shape=self.kernel_size + (channels, self.filters))
-        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros") if self.use_bias else None
+        self.kernel = self.add_weight(
+            name="kernel", shape=self.kernel_size + (channels, self.filters)
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+            if self.use_bias
+            else None
+        )
         self.spet_order, self.remainder_scale = spet.add_weights(self, channels, self.filters)
-        self.output_scale = self.add_weight(name="output_scale", shape=(self.filters,), initializer="ones", trainable=False)
+        self.output_scale = self.add_weight(
+            name="output_scale", shape=(self.filters,), initializer="ones", trainable=False
+        )
 
     @property
     def knobs(self):
         """The knobs that are on, e.g. `("spet", "sdss")`."""
-        settings = (("spet", self.spet_margin), ("sdss", self.sdss_threshold), ("sfma", self.sfma_threshold))
+        settings = (
+            ("spet", self.spet_margin),
+            ("sdss", self.sdss_threshold),
+            ("sfma", self.sfma_threshold),
+        )
         return tuple(name for name, value in settings if value is not None)
 
     @property
@@ -136,7 +148,9 @@ class EffortConv2D(keras.layers.Layer):
         padded = self._pad(x)
         if self.sdss_threshold is None:
             step = self.strides
-            values, stopped = self._neurons(lambda channels: self._convolve(padded, kernel, channels, step))
+            values, stopped = self._neurons(
+                lambda channels: self._convolve(padded, kernel, channels, step)
+            )
             exact = None
         else:
             values, stopped, exact = self._sampled_forward(padded, kernel)
@@ -145,12 +159,22 @@ class EffortConv2D(keras.layers.Layer):
     def _sampled_forward(self, padded, kernel):
         height, width = self.output_spatial
         step = tuple(2 * s for s in self.strides)
-        samples, sample_stopped = self._neurons(lambda channels: self._convolve(padded, kernel, channels, step))
+        samples, sample_stopped = self._neurons(
+            lambda channels: self._convolve(padded, kernel, channels, step)
+        )
         values, exact = sdss.fill(samples, self.sdss_threshold, self.output_scale, height, width)
         positions = tf.where(tf.reduce_any(exact, axis=-1))
         patches = self._patches(padded, positions)
-        computed, stopped = self._neurons(lambda channels: self._multiply(patches, kernel, channels))
-        shape = tf.concat([tf.shape(padded, out_type="int64")[:1], tf.constant([height, width, self.filters], "int64")], axis=0)
+        computed, stopped = self._neurons(
+            lambda channels: self._multiply(patches, kernel, channels)
+        )
+        shape = tf.concat(
+            [
+                tf.shape(padded, out_type="int64")[:1],
+                tf.constant([height, width, self.filters], "int64"),
+            ],
+            axis=0,
+        )
         exact_values = tf.scatter_nd(positions, computed, shape)
         values = tf.where(exact, exact_values, values)
         if stopped is not None:
@@ -177,7 +201,10 @@ class EffortConv2D(keras.layers.Layer):
     def _pad(self, x):
         if self.padding == "valid":
             return x
-        pads = [same_padding(n, k, s) for n, k, s in zip(self.input_spatial, self.kernel_size, self.strides)]
+        pads = [
+            same_padding(n, k, s)
+            for n, k, s in zip(self.input_spatial, self.kernel_size, self.strides)
+        ]
         return tf.pad(x, [[0, 0], list(pads[0]), list(pads[1]), [0, 0]])
 
     @staticmethod
@@ -211,7 +238,9 @@ class EffortConv2D(keras.layers.Layer):
         ones = tf.ones([batch])
         if groups is not None:
             num_groups = tf.cast(groups[2], "float32")
-            sfma_ops = sfma.overhead(math.prod(self.input_spatial), channels, groups[2], taps * self.filters)
+            sfma_ops = sfma.overhead(
+                math.prod(self.input_spatial), channels, groups[2], taps * self.filters
+            )
         else:
             num_groups = float(channels) * ones
             sfma_ops = 0.0 * ones
@@ -253,7 +282,13 @@ class EffortConv2D(keras.layers.Layer):
             dot, spet_ops = dot_s + dot_e, spet_s + spet_e
             sdss_ops = float(sdss.decision_operations(height, width) * self.filters) * ones
         total = dot + spet_ops + sdss_ops + sfma_ops
-        return {"total": total, "dot_products": dot, "spet": spet_ops, "sdss": sdss_ops, "sfma": sfma_ops}
+        return {
+            "total": total,
+            "dot_products": dot,
+            "spet": spet_ops,
+            "sdss": sdss_ops,
+            "sfma": sfma_ops,
+        }
 
     def calibrate(self, inputs):
         """Fixes SPET's channel order and the scales, from layer inputs."""

@@ -31,7 +31,9 @@ class EffortDense(keras.layers.Layer):
     >>> y = layer(np.random.rand(2, 784).astype("float32"))
     """
 
-    def __init__(self, units, activation=None, use_bias=True, spet_margin=None, spet_fraction=0.5, **kwargs):
+    def __init__(
+        self, units, activation=None, use_bias=True, spet_margin=None, spet_fraction=0.5, **kwargs
+    ):
         super().__init__(**kwargs)
         self.units = int(units)
         self.activation = spet.check_arguments(activation, spet_margin, spet_fraction, self.name)
@@ -43,10 +45,16 @@ class EffortDense(keras.layers.Layer):
 
     def build(self, input_shape):
         if len(input_shape) != 2:
-            raise ValueError(f"EffortDense takes `(batch, features)` inputs; got shape {tuple(input_shape)}.")
+            raise ValueError(
+                f"EffortDense takes `(batch, features)` inputs; got shape {tuple(input_shape)}."
+            )
         features = int(input_shape[-1])
         self.kernel = self.add_weight(name="kernel", shape=(features, self.units))
-        self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros") if self.use_bias else None
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+            if self.use_bias
+            else None
+        )
         self.spet_order, self.remainder_scale = spet.add_weights(self, features, self.units)
 
     @property
@@ -99,7 +107,13 @@ class EffortDense(keras.layers.Layer):
         continued = float(self.units) - tf.reduce_sum(tf.cast(stopped, "float32"), axis=1)
         dot = 2.0 * first.shape[0] * self.units + continued * 2.0 * rest.shape[0]
         comparisons = tf.fill([batch], float(self.units))
-        return {"total": dot + comparisons, "dot_products": dot, "spet": comparisons, "sdss": zeros, "sfma": zeros}
+        return {
+            "total": dot + comparisons,
+            "dot_products": dot,
+            "spet": comparisons,
+            "sdss": zeros,
+            "sfma": zeros,
+        }
 
     def calibrate(self, inputs):
         """Fixes SPET's input order and the spread of the remaining terms."""

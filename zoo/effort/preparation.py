@@ -51,7 +51,9 @@ def prepare(model, compute_ratio=1.0):
     if isinstance(model, DynamicModel):
         model = extract_subnet(model, compute_ratio)
     if not model.built:
-        raise ValueError("Build the model (call it once or give an Input) before tuning its effort.")
+        raise ValueError(
+            "Build the model (call it once or give an Input) before tuning its effort."
+        )
     chains = _foldable_chains(model)
     replaced = {chain[0].name: chain for chain in chains}
     absorbed = {layer.name for chain in chains for layer in chain[1:] if layer is not None}
@@ -123,22 +125,30 @@ def _is_knobbable(layer):
 
 
 def _is_foldable_batch_norm(layer):
-    return isinstance(layer, keras.layers.BatchNormalization) and layer.axis in (-1, [-1], [3], 3, [1], 1) and (
-        layer.axis in (-1, [-1]) or len(layer.input.shape) - 1 in np.atleast_1d(layer.axis)
+    return (
+        isinstance(layer, keras.layers.BatchNormalization)
+        and layer.axis in (-1, [-1], [3], 3, [1], 1)
+        and (layer.axis in (-1, [-1]) or len(layer.input.shape) - 1 in np.atleast_1d(layer.axis))
     )
 
 
 def _is_relu(layer):
     if isinstance(layer, keras.layers.ReLU):
         config = layer.get_config()
-        return config["max_value"] is None and not config["negative_slope"] and not config["threshold"]
+        return (
+            config["max_value"] is None and not config["negative_slope"] and not config["threshold"]
+        )
     if isinstance(layer, keras.layers.Activation):
         return keras.activations.serialize(layer.activation) == "relu"
     return False
 
 
 def _effort_layer(linear, batch_norm, relu):
-    activation = "relu" if relu is not None or keras.activations.serialize(linear.activation) == "relu" else None
+    activation = (
+        "relu"
+        if relu is not None or keras.activations.serialize(linear.activation) == "relu"
+        else None
+    )
     if isinstance(linear, keras.layers.Dense):
         return EffortDense(linear.units, activation=activation, name=linear.name)
     return EffortConv2D(
@@ -161,6 +171,6 @@ def _folded_weights(linear, batch_norm, relu):
     if batch_norm.scale:
         scale = scale * np.asarray(batch_norm.gamma)
     offset = np.asarray(batch_norm.beta) if batch_norm.center else 0.0
-    return (kernel * scale).astype("float32"), ((bias - np.asarray(batch_norm.moving_mean)) * scale + offset).astype(
-        "float32"
-    )
+    return (kernel * scale).astype("float32"), (
+        (bias - np.asarray(batch_norm.moving_mean)) * scale + offset
+    ).astype("float32")

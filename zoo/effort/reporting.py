@@ -47,7 +47,9 @@ def operations(model, images, batch_size=250):
                 counts[layer.name][part].append(np.asarray(value))
     result = {}
     for layer in layers:
-        result[layer.name] = {part: np.concatenate(values) for part, values in counts[layer.name].items()}
+        result[layer.name] = {
+            part: np.concatenate(values) for part, values in counts[layer.name].items()
+        }
         result[layer.name]["dense"] = layer.dense_operations
     for layer in others:
         dense = 2 * math.prod(layer.kernel.shape) * math.prod(layer.output.shape[1:3])
@@ -97,7 +99,9 @@ def report(model, data, batch_sizes=(1, 64), repeats=20, batch_size=250):
     for name, entry in counts.items():
         layer = by_name.get(name)
         layers[name] = {
-            "knobs": {knob: getattr(layer, ATTRIBUTES[knob]) for knob in layer.knobs} if layer else {},
+            "knobs": {knob: getattr(layer, ATTRIBUTES[knob]) for knob in layer.knobs}
+            if layer
+            else {},
             "dense_operations": float(entry["dense"]),
             "operations": float(np.mean(entry["total"])),
             "parts": {part: float(np.mean(entry[part])) for part in PARTS},
@@ -106,7 +110,10 @@ def report(model, data, batch_sizes=(1, 64), repeats=20, batch_size=250):
         "operations": float(np.mean(per_input)),
         "dense_operations": dense,
         "reduction": dense / float(np.mean(per_input)),
-        "spread": {q: float(np.percentile(per_input, p)) for q, p in (("min", 0), ("median", 50), ("max", 100))},
+        "spread": {
+            q: float(np.percentile(per_input, p))
+            for q, p in (("min", 0), ("median", 50), ("max", 100))
+        },
         "layers": layers,
     }
     baseline = without_knobs(model)
@@ -117,5 +124,9 @@ def report(model, data, batch_sizes=(1, 64), repeats=20, batch_size=250):
     for size in batch_sizes:
         timed = latency(model, size, repeats)
         reference = latency(baseline, size, repeats)
-        result["latency"][size] = {"knobs": timed, "baseline": reference, "speedup": reference / timed}
+        result["latency"][size] = {
+            "knobs": timed,
+            "baseline": reference,
+            "speedup": reference / timed,
+        }
     return result

@@ -75,5 +75,7 @@ def add_weights(layer, inputs, outputs):
         initializer=lambda shape, dtype=None: tf.range(shape[0], dtype="int32"),
         trainable=False,
     )
-    scale = layer.add_weight(name="remainder_scale", shape=(outputs,), initializer="ones", trainable=False)
+    scale = layer.add_weight(
+        name="remainder_scale", shape=(outputs,), initializer="ones", trainable=False
+    )
     return order, scale

@@ -13,7 +13,9 @@ KNOBS = ("sdss", "spet", "sfma")
 CANDIDATES = {
     "sdss": [{"sdss_threshold": t} for t in (0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2)],
     "spet": [
-        {"spet_margin": m, "spet_fraction": f} for f in (0.25, 0.5) for m in (3.0, 2.0, 1.0, 0.5, 0.25, 0.0)
+        {"spet_margin": m, "spet_fraction": f}
+        for f in (0.25, 0.5)
+        for m in (3.0, 2.0, 1.0, 0.5, 0.25, 0.0)
     ],
     "sfma": [{"sfma_threshold": t} for t in (0.02, 0.05, 0.1, 0.2, 0.3)],
 }
@@ -39,10 +41,13 @@ def tune(
     images. Every candidate setting of every knob (`CANDIDATES`) is then
     tried on each layer alone, on those cached inputs, to measure its
     relative output error `|y' - y|^2 / |y|^2` and its scalar operations.
-    One tolerance is shared by all layers: each knob of each layer takes the
-    cheapest candidate whose error is within it (or stays off when none
-    saves work). A binary search over `ERROR_LEVELS` finds the loosest
-    tolerance whose accuracy on `calibration_data` stays within the budget.
+    Each knob has one tolerance shared by all layers: each layer takes the
+    knob's cheapest candidate whose error is within it (or leaves the knob
+    off when none saves work). A binary search over `ERROR_LEVELS` finds
+    the loosest tolerance whose accuracy on `calibration_data` stays within
+    the budget, first for each knob alone; then, from the knob that saves
+    the most alone, each further knob is searched with those before it on,
+    so that several knobs never save less than the best one alone does.
     No weight changes.
 
     Args:
@@ -67,9 +72,9 @@ def tune(
     >>> fast = zoo.effort.tune(model, (x_val, y_val), max_accuracy_drop=0.005)
     >>> zoo.effort.report(fast, (x_test, y_test))["reduction"]
     """
-    if not (isinstance(max_accuracy_drop, (int, float)) and 0.0 <= max_accuracy_drop < 1.0) or math.isnan(
-        max_accuracy_drop
-    ):
+    if not (
+        isinstance(max_accuracy_drop, (int, float)) and 0.0 <= max_accuracy_drop < 1.0
+    ) or math.isnan(max_accuracy_drop):
         raise ValueError(
             f"`max_accuracy_drop` must be a fraction in [0, 1) (0.005 is half a point); got {max_accuracy_drop!r}."
         )
@@ -88,29 +93,21 @@ def tune(
     for layer in effort_layers(fast):
         layer.calibrate(inputs[layer.name])
         options[layer.name] = {
-            knob: _measure_candidates(layer, knob, inputs[layer.name]) for knob in knobs if _applies(layer, knob)
+            knob: _measure_candidates(layer, knob, inputs[layer.name])
+            for knob in knobs
+            if _applies(layer, knob)
         }
     baseline = accuracy(fast, images, labels, batch_size)
-    floor = baseline - max_accuracy_drop
-    searched = []
-    best, low, high = None, 0, len(ERROR_LEVELS) - 1
-    while low <= high:
-        middle = (low + high) // 2
-        _apply(fast, options, ERROR_LEVELS[middle])
-        measured = accuracy(fast, images, labels, batch_size)
-        searched.append({"tolerance": ERROR_LEVELS[middle], "accuracy": measured})
-        if verbose:
-            print(f"tolerance {ERROR_LEVELS[middle]:.2e}: accuracy {measured:.4f} (floor {floor:.4f})")
-        if measured >= floor:
-            best, low = middle, middle + 1
-        else:
-            high = middle - 1
-    _apply(fast, options, ERROR_LEVELS[best] if best is not None else None)
+    search = _ToleranceSearch(
+        fast, options, (images, labels), baseline - max_accuracy_drop, batch_size, verbose
+    )
+    tolerances = search.greedy(knobs)
+    _apply(fast, options, tolerances)
     fast.effort_tuning = {
         "baseline_accuracy": baseline,
         "max_accuracy_drop": max_accuracy_drop,
-        "tolerance": None if best is None else ERROR_LEVELS[best],
-        "search": searched,
+        "tolerances": tolerances,
+        "search": search.history,
     }
     fast.predict_function = None
     return fast
@@ -151,7 +148,12 @@ def accuracy(model, images, labels, batch_size=250):
     correct = 0
     for start in range(0, len(images), batch_size):
         outputs = model(tf.constant(images[start : start + batch_size], "float32"), training=False)
-        correct += int(np.sum(np.argmax(outputs, axis=-1) == np.asarray(labels[start : start + batch_size]).ravel()))
+        correct += int(
+            np.sum(
+                np.argmax(outputs, axis=-1)
+                == np.asarray(labels[start : start + batch_size]).ravel()
+            )
+        )
     return correct / len(images)
 
 
@@ -175,21 +177,87 @@ def _measure_candidates(layer, knob, inputs):
     return measured
 
 
-def _apply(model, options, tolerance):
-    """Each knob of each layer: its cheapest candidate within `tolerance`."""
+def _choices(layer, options, tolerances):
+    """`{knob: (setting, operations)}`: the cheapest candidate of each knob
+    of `layer` within its tolerance, where that saves work."""
+    chosen = {}
+    for knob, candidates in options[layer.name].items():
+        tolerance = tolerances.get(knob)
+        within = [
+            (ops, setting)
+            for setting, error, ops in candidates
+            if tolerance is not None and error <= tolerance
+        ]
+        if within:
+            ops, setting = min(within, key=lambda pair: pair[0])
+            if ops < layer.dense_operations:
+                chosen[knob] = (setting, ops)
+    return chosen
+
+
+def _apply(model, options, tolerances):
+    """Sets each layer's knobs to their choices under `{knob: tolerance}`."""
     for layer in effort_layers(model):
         for attribute in ATTRIBUTES.values():
             setattr(layer, attribute, None)
         layer.spet_fraction = 0.5
-        if tolerance is None:
-            continue
-        for candidates in options[layer.name].values():
-            within = [(ops, setting) for setting, error, ops in candidates if error <= tolerance]
-            if within:
-                ops, setting = min(within, key=lambda pair: pair[0])
-                if ops < layer.dense_operations:
-                    for attribute, value in setting.items():
-                        setattr(layer, attribute, value)
+        for setting, _ in _choices(layer, options, tolerances).values():
+            for attribute, value in setting.items():
+                setattr(layer, attribute, value)
+
+
+def _estimated_saving(model, options, tolerances):
+    """Operations per input the choices save, from each layer's probe
+    (each knob counted alone): enough to rank knobs."""
+    return sum(
+        layer.dense_operations - ops
+        for layer in effort_layers(model)
+        for _, ops in _choices(layer, options, tolerances).values()
+    )
+
+
+class _ToleranceSearch:
+    """Binary searches of the loosest tolerance per knob within the floor."""
+
+    def __init__(self, model, options, data, floor, batch_size, verbose):
+        self.model, self.options, self.data = model, options, data
+        self.floor, self.batch_size, self.verbose = floor, batch_size, verbose
+        self.history = []
+
+    def loosest(self, fixed, knob, highest=None):
+        """The loosest tolerance of `knob` (or `None`) with `fixed` on."""
+        best, low, high = None, 0, len(ERROR_LEVELS) - 1 if highest is None else highest
+        while low <= high:
+            middle = (low + high) // 2
+            tolerances = {**fixed, knob: ERROR_LEVELS[middle]}
+            _apply(self.model, self.options, tolerances)
+            measured = accuracy(self.model, *self.data, self.batch_size)
+            self.history.append({"tolerances": tolerances, "accuracy": measured})
+            if self.verbose:
+                print(f"tolerances {tolerances}: accuracy {measured:.4f} (floor {self.floor:.4f})")
+            if measured >= self.floor:
+                best, low = middle, middle + 1
+            else:
+                high = middle - 1
+        return best
+
+    def greedy(self, knobs):
+        """`{knob: tolerance}`: each knob alone, then stacked from the best."""
+        alone = {knob: self.loosest({}, knob) for knob in knobs}
+        usable = [knob for knob in knobs if alone[knob] is not None]
+        usable.sort(
+            key=lambda k: -_estimated_saving(self.model, self.options, {k: ERROR_LEVELS[alone[k]]})
+        )
+        tolerances = {}
+        for knob in usable:
+            level = (
+                alone[knob]
+                if not tolerances
+                else self.loosest(tolerances, knob, highest=alone[knob])
+            )
+            if level is not None:
+                tolerances[knob] = ERROR_LEVELS[level]
+        return tolerances
 
 
 class _temporarily:

@@ -36,9 +36,13 @@ class BlockGate(keras.layers.Layer):
             1, bias_initializer=keras.initializers.Constant(self.open_bias), name="block"
         )
         self.channel_head = keras.layers.Dense(
-            self.channels, bias_initializer=keras.initializers.Constant(self.open_bias), name="channels"
+            self.channels,
+            bias_initializer=keras.initializers.Constant(self.open_bias),
+            name="channels",
         )
-        self.scale_head = keras.layers.Dense(self.channels, kernel_initializer="zeros", name="scale")
+        self.scale_head = keras.layers.Dense(
+            self.channels, kernel_initializer="zeros", name="scale"
+        )
 
     def build(self, features_shape, budget_shape=None):
         self.input_channels = int(features_shape[-1])
@@ -58,5 +62,7 @@ class BlockGate(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"channels": self.channels, "hidden": self.hidden, "open_bias": self.open_bias})
+        config.update(
+            {"channels": self.channels, "hidden": self.hidden, "open_bias": self.open_bias}
+        )
         return config

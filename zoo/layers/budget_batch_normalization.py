@@ -57,10 +57,19 @@ class BudgetBatchNormalization(PointStatistics, keras.layers.Layer):
             mean, variance = tf.nn.moments(inputs, axes=list(range(inputs.shape.rank - 1)))
             self._update_statistics(point_index[0], mean, variance)
         else:
-            mean, variance = tf.gather(self.moving_mean, point_index), tf.gather(self.moving_variance, point_index)
+            mean, variance = (
+                tf.gather(self.moving_mean, point_index),
+                tf.gather(self.moving_variance, point_index),
+            )
             if channels is not None:
-                mean, variance = tf.gather(mean, channels, axis=1), tf.gather(variance, channels, axis=1)
-            shape = tf.concat([tf.shape(mean)[:1], tf.ones([inputs.shape.rank - 2], "int32"), tf.shape(mean)[1:]], 0)
+                mean, variance = (
+                    tf.gather(mean, channels, axis=1),
+                    tf.gather(variance, channels, axis=1),
+                )
+            shape = tf.concat(
+                [tf.shape(mean)[:1], tf.ones([inputs.shape.rank - 2], "int32"), tf.shape(mean)[1:]],
+                0,
+            )
             mean, variance = tf.reshape(mean, shape), tf.reshape(variance, shape)
         return tf.nn.batch_normalization(inputs, mean, variance, beta, gamma, self.epsilon)
 

@@ -12,8 +12,7 @@ def conv_output_length(length, kernel_size, stride, padding):
 
 def conv_output_spatial(spatial, kernel_size, strides, padding):
     return tuple(
-        conv_output_length(n, k, s, padding)
-        for n, k, s in zip(spatial, kernel_size, strides)
+        conv_output_length(n, k, s, padding) for n, k, s in zip(spatial, kernel_size, strides)
     )
 
 
@@ -23,5 +22,10 @@ def pair(value):
 
 def same_padding(length, kernel_size, stride):
     """`(before, after)` padding that `"same"` adds along one axis."""
-    total = max((conv_output_length(length, kernel_size, stride, "same") - 1) * stride + kernel_size - length, 0)
+    total = max(
+        (conv_output_length(length, kernel_size, stride, "same") - 1) * stride
+        + kernel_size
+        - length,
+        0,
+    )
     return total // 2, total - total // 2

@@ -98,9 +98,7 @@ class DynamicConv2D(DynamicLayer):
 
     @property
     def output_spatial(self):
-        return conv_output_spatial(
-            self.input_spatial, self.kernel_size, self.strides, self.padding
-        )
+        return conv_output_spatial(self.input_spatial, self.kernel_size, self.strides, self.padding)
 
     def compute_output_shape(self, input_shape):
         spatial = conv_output_spatial(
@@ -152,12 +150,8 @@ class DynamicConv2D(DynamicLayer):
                 "padding": self.padding,
                 "activation": keras.activations.serialize(self.activation),
                 "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "kernel_regularizer": keras.regularizers.serialize(
-                    self.kernel_regularizer
-                ),
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
             }
         )
         return config

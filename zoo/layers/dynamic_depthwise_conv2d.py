@@ -71,9 +71,7 @@ class DynamicDepthwiseConv2D(DynamicLayer):
             regularizer=self.depthwise_regularizer,
         )
         self.bias = (
-            self.add_weight(
-                name="bias", shape=(self.input_channels,), initializer="zeros"
-            )
+            self.add_weight(name="bias", shape=(self.input_channels,), initializer="zeros")
             if self.use_bias
             else None
         )
@@ -100,9 +98,7 @@ class DynamicDepthwiseConv2D(DynamicLayer):
 
     @property
     def output_spatial(self):
-        return conv_output_spatial(
-            self.input_spatial, self.kernel_size, self.strides, self.padding
-        )
+        return conv_output_spatial(self.input_spatial, self.kernel_size, self.strides, self.padding)
 
     def compute_output_shape(self, input_shape):
         spatial = conv_output_spatial(
@@ -147,12 +143,8 @@ class DynamicDepthwiseConv2D(DynamicLayer):
                 "padding": self.padding,
                 "activation": keras.activations.serialize(self.activation),
                 "use_bias": self.use_bias,
-                "depthwise_initializer": keras.initializers.serialize(
-                    self.depthwise_initializer
-                ),
-                "depthwise_regularizer": keras.regularizers.serialize(
-                    self.depthwise_regularizer
-                ),
+                "depthwise_initializer": keras.initializers.serialize(self.depthwise_initializer),
+                "depthwise_regularizer": keras.regularizers.serialize(self.depthwise_regularizer),
             }
         )
         return config

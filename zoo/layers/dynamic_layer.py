@@ -47,9 +47,7 @@ class DynamicLayer(keras.layers.Layer):
         self.cut_outputs = cut_outputs
         self.channel_multiple = int(channel_multiple)
         if self.channel_multiple < 1:
-            raise ValueError(
-                f"`channel_multiple` must be a positive int; got {channel_multiple}."
-            )
+            raise ValueError(f"`channel_multiple` must be a positive int; got {channel_multiple}.")
         self.profile = profiles_lib.get(profile)
         self._fixed_gamma = None
         self.gamma = None
@@ -130,9 +128,7 @@ class DynamicLayer(keras.layers.Layer):
         widths = context.sample_widths(channels, self.channel_multiple)
         n = tf.shape(x)[-1]
         keep = tf.cast(tf.range(n)[tf.newaxis, :] < widths[:, tf.newaxis], x.dtype)
-        keep_shape = tf.concat(
-            [tf.shape(keep)[:1], tf.ones([x.shape.rank - 2], "int32"), [n]], 0
-        )
+        keep_shape = tf.concat([tf.shape(keep)[:1], tf.ones([x.shape.rank - 2], "int32"), [n]], 0)
         return x * tf.reshape(keep, keep_shape)
 
     def _build_kernel_cache(self, kernel_size):

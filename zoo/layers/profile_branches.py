@@ -130,4 +130,3 @@ class ProfileBranches(DynamicLayer):
             }
         )
         return config
-

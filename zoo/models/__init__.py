@@ -37,4 +37,13 @@ def build(name, **kwargs):
     return MODELS[name](**kwargs)
 
 
-__all__ = ["LCNetResNet20", "MLP", "MODELS", "MobileNet", "ResNet20", "VGG16", "build", "list_models"]
+__all__ = [
+    "LCNetResNet20",
+    "MLP",
+    "MODELS",
+    "MobileNet",
+    "ResNet20",
+    "VGG16",
+    "build",
+    "list_models",
+]

@@ -73,7 +73,9 @@ class LCNetResNet20(DynamicModel):
         self.budget_weight = float(budget_weight)
         self.gate_hidden = int(gate_hidden)
         self.normalize = image_normalization(self.image_shape[-1])
-        self.stem_conv = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem_conv")
+        self.stem_conv = keras.layers.Conv2D(
+            16, 3, padding="same", use_bias=False, name="stem_conv"
+        )
         self.stem_bn = self._batch_norm("stem_bn")
         self.blocks = []
         height, width = self.image_shape[:2]
@@ -85,9 +87,13 @@ class LCNetResNet20(DynamicModel):
                 name_ = f"stage{stage}_block{index}"
                 self.blocks.append(
                     {
-                        "conv1": keras.layers.Conv2D(filters, 3, strides, "same", use_bias=False, name=f"{name_}_conv1"),
+                        "conv1": keras.layers.Conv2D(
+                            filters, 3, strides, "same", use_bias=False, name=f"{name_}_conv1"
+                        ),
                         "bn1": self._batch_norm(f"{name_}_bn1"),
-                        "conv2": keras.layers.Conv2D(filters, 3, 1, "same", use_bias=False, name=f"{name_}_conv2"),
+                        "conv2": keras.layers.Conv2D(
+                            filters, 3, 1, "same", use_bias=False, name=f"{name_}_conv2"
+                        ),
                         "bn2": self._batch_norm(f"{name_}_bn2"),
                         "gate": BlockGate(filters, hidden=self.gate_hidden, name=f"{name_}_gate"),
                         "strides": strides,
@@ -101,11 +107,23 @@ class LCNetResNet20(DynamicModel):
         self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
         self.classifier = keras.layers.Dense(num_classes, name="classifier")
         self.budget_offsets = self.add_weight(
-            name="budget_offsets", shape=(len(self.operating_points),), initializer="zeros", trainable=False
+            name="budget_offsets",
+            shape=(len(self.operating_points),),
+            initializer="zeros",
+            trainable=False,
         )
-        gates = sum((b["channels_in"] + 1) * self.gate_hidden + self.gate_hidden * (1 + 2 * b["channels"]) for b in self.blocks)
-        self.fixed_cost = math.prod(self.image_shape[:2]) * 9 * self.image_shape[-1] * 16 + 64 * num_classes + gates
-        self.backbone_cost = self.fixed_cost + sum(b["channel_cost"] * b["channels"] for b in self.blocks)
+        gates = sum(
+            (b["channels_in"] + 1) * self.gate_hidden + self.gate_hidden * (1 + 2 * b["channels"])
+            for b in self.blocks
+        )
+        self.fixed_cost = (
+            math.prod(self.image_shape[:2]) * 9 * self.image_shape[-1] * 16
+            + 64 * num_classes
+            + gates
+        )
+        self.backbone_cost = self.fixed_cost + sum(
+            b["channel_cost"] * b["channels"] for b in self.blocks
+        )
         self.build()
 
     def build(self, input_shape=None):
@@ -184,7 +202,9 @@ class LCNetResNet20(DynamicModel):
             y = tf.nn.relu(block["bn1"](block["conv1"](x), point, training=training))
             y = y * (keep * scale)[:, tf.newaxis, tf.newaxis, :]
             y = block["bn2"](block["conv2"](y), point, training=training)
-            x = tf.nn.relu(self._shortcut(x, block) + run[:, tf.newaxis, tf.newaxis, tf.newaxis] * y)
+            x = tf.nn.relu(
+                self._shortcut(x, block) + run[:, tf.newaxis, tf.newaxis, tf.newaxis] * y
+            )
             spent += run * tf.reduce_sum(keep, axis=-1) * float(block["channel_cost"])
         return self.classifier(self.pool(x)), spent / float(self.backbone_cost)
 
@@ -328,7 +348,11 @@ class LCNetResNet20(DynamicModel):
         budget = self._budget_inputs(images, compute_ratio)[1]
         _, _, decided = self.hard_forward(images, budget, return_decisions=True)
         return [
-            {"name": block["gate"].name[: -len("_gate")], "run": d["run"].numpy(), "channels": d["channels"].numpy()}
+            {
+                "name": block["gate"].name[: -len("_gate")],
+                "run": d["run"].numpy(),
+                "channels": d["channels"].numpy(),
+            }
             for block, d in zip(self.blocks, decided)
         ]
 

@@ -44,7 +44,9 @@ class MLP(DynamicModel):
             self._hidden_layer(index, units) for index, units in enumerate(self.hidden_units)
         ]
         self.classifier = self.branched(
-            lambda name: DynamicDense(num_classes, **self.dynamic_kwargs(cut_outputs=False), name=name),
+            lambda name: DynamicDense(
+                num_classes, **self.dynamic_kwargs(cut_outputs=False), name=name
+            ),
             "classifier",
         )
         self.build()

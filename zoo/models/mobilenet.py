@@ -34,14 +34,25 @@ class MobileNet(DynamicModel):
 
     is_chain = True
 
-    def __init__(self, blocks=MOBILENET_BLOCKS, input_shape=(32, 32, 3), num_classes=10, name="mobilenet", **kwargs):
+    def __init__(
+        self,
+        blocks=MOBILENET_BLOCKS,
+        input_shape=(32, 32, 3),
+        num_classes=10,
+        name="mobilenet",
+        **kwargs,
+    ):
         super().__init__(input_shape=input_shape, num_classes=num_classes, name=name, **kwargs)
         self.blocks = tuple((int(f), int(s)) for f, s in blocks)
         self.normalize = image_normalization(self.image_shape[-1])
         self.body = [
             self.branched(
                 lambda name: DynamicConv2D(
-                    self.channels(64), 3, use_bias=False, **self.dynamic_kwargs(cut_inputs=False), name=name
+                    self.channels(64),
+                    3,
+                    use_bias=False,
+                    **self.dynamic_kwargs(cut_inputs=False),
+                    name=name,
                 ),
                 "stem_conv",
             ),
@@ -52,17 +63,29 @@ class MobileNet(DynamicModel):
             name = f"block{index}"
             self.body += [
                 DynamicDepthwiseConv2D(
-                    3, strides=strides, use_bias=False, channel_multiple=self.channel_multiple, name=f"{name}_dw"
+                    3,
+                    strides=strides,
+                    use_bias=False,
+                    channel_multiple=self.channel_multiple,
+                    name=f"{name}_dw",
                 ),
                 self.batch_norm(f"{name}_dw_bn"),
                 keras.layers.ReLU(name=f"{name}_dw_relu"),
-                DynamicConv2D(self.channels(filters), 1, use_bias=False, **self.dynamic_kwargs(), name=f"{name}_pw"),
+                DynamicConv2D(
+                    self.channels(filters),
+                    1,
+                    use_bias=False,
+                    **self.dynamic_kwargs(),
+                    name=f"{name}_pw",
+                ),
                 self.batch_norm(f"{name}_pw_bn"),
                 keras.layers.ReLU(name=f"{name}_pw_relu"),
             ]
         self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
         self.classifier = self.branched(
-            lambda name: DynamicDense(num_classes, **self.dynamic_kwargs(cut_outputs=False), name=name),
+            lambda name: DynamicDense(
+                num_classes, **self.dynamic_kwargs(cut_outputs=False), name=name
+            ),
             "classifier",
         )
         self.build()

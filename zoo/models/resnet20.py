@@ -31,7 +31,9 @@ class ResNet20(DynamicModel):
     >>> logits = model(np.zeros((1, 32, 32, 3)), compute_ratio=0.5)
     """
 
-    def __init__(self, blocks_per_stage=3, input_shape=(32, 32, 3), num_classes=10, name="resnet20", **kwargs):
+    def __init__(
+        self, blocks_per_stage=3, input_shape=(32, 32, 3), num_classes=10, name="resnet20", **kwargs
+    ):
         super().__init__(input_shape=input_shape, num_classes=num_classes, name=name, **kwargs)
         self.blocks_per_stage = int(blocks_per_stage)
         self.normalize = image_normalization(self.image_shape[-1])
@@ -50,13 +52,18 @@ class ResNet20(DynamicModel):
                 }
                 if strides != 1 or filters_in != self.channels(filters):
                     block["shortcut"] = ZeroPadShortcut(
-                        self.channels(filters), strides, **self.dynamic_kwargs(), name=f"{name}_shortcut"
+                        self.channels(filters),
+                        strides,
+                        **self.dynamic_kwargs(),
+                        name=f"{name}_shortcut",
                     )
                 filters_in = self.channels(filters)
                 self.blocks.append(block)
         self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
         self.classifier = self.branched(
-            lambda name: DynamicDense(num_classes, **self.dynamic_kwargs(cut_outputs=False), name=name),
+            lambda name: DynamicDense(
+                num_classes, **self.dynamic_kwargs(cut_outputs=False), name=name
+            ),
             "classifier",
         )
         self.build()

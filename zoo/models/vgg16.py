@@ -6,7 +6,26 @@ from zoo.dynamic_model import DynamicModel
 from zoo.layers import DynamicConv2D, DynamicDense
 from zoo.models.preprocessing import image_normalization
 
-VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+VGG16_CONFIG = (
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+)
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -33,7 +52,9 @@ class VGG16(DynamicModel):
 
     is_chain = True
 
-    def __init__(self, input_shape=(32, 32, 3), num_classes=10, dropout=0.0, name="vgg16", **kwargs):
+    def __init__(
+        self, input_shape=(32, 32, 3), num_classes=10, dropout=0.0, name="vgg16", **kwargs
+    ):
         super().__init__(input_shape=input_shape, num_classes=num_classes, name=name, **kwargs)
         self.dropout = float(dropout)
         self.normalize = image_normalization(self.image_shape[-1])
@@ -52,12 +73,16 @@ class VGG16(DynamicModel):
         # At 32x32 the map is 1x1 here, where this equals flattening; unlike
         # flattening it keeps channel i at position i for larger inputs.
         self.flatten = keras.layers.GlobalAveragePooling2D(name="pool_global")
-        self.hidden = DynamicDense(self.channels(512), use_bias=False, **self.dynamic_kwargs(), name="fc")
+        self.hidden = DynamicDense(
+            self.channels(512), use_bias=False, **self.dynamic_kwargs(), name="fc"
+        )
         self.hidden_bn = self.batch_norm("fc_bn")
         self.hidden_relu = keras.layers.ReLU(name="fc_relu")
         self.dropouts = [keras.layers.Dropout(self.dropout, name=f"dropout_{i}") for i in range(2)]
         self.classifier = self.branched(
-            lambda name: DynamicDense(num_classes, **self.dynamic_kwargs(cut_outputs=False), name=name),
+            lambda name: DynamicDense(
+                num_classes, **self.dynamic_kwargs(cut_outputs=False), name=name
+            ),
             "classifier",
         )
         self.build()
