@@ -25,8 +25,10 @@ Methods (see `METHODS`):
 
 Results go to `benchmarks/results/cifar10.{json,md,png}` and the README.
 Each (architecture, method) result is written as soon as it is done, so an
-interrupted run resumes where it stopped (`--force` recomputes), and the
-training itself resumes from a checkpoint under `KERAS_HOME/zoo/runs`.
+interrupted run resumes where it stopped (`--force` recomputes), the
+individual networks one by one (each one's result is kept beside its
+checkpoint), and the training itself resumes from a checkpoint under
+`KERAS_HOME/zoo/runs`.
 
 Usage:
     ZOO_DATA_DIR=../shared/data python benchmarks/cifar10.py [--archs resnet20 mobilenet] [--only idp ...] [--quick]
@@ -179,7 +181,7 @@ def run_single_model(architecture, name, data, quick):
     }
 
 
-def run_individual(architecture, data, quick):
+def run_individual(architecture, data, quick, force=False):
     recipe = recipe_for(architecture, "individual", quick)
     result = {
         "accuracy": {},
@@ -189,15 +191,33 @@ def run_individual(architecture, data, quick):
         "recipe": recipe,
     }
     for ratio in ARCHITECTURES[architecture]["ratios"]:
-        start = time.perf_counter()
-        model = train(architecture, arguments_for(architecture, "individual", ratio), recipe, data)
         key = f"{ratio:.2f}"
-        result["accuracy"][key] = (
-            100.0 * zoo.evaluate_ratios(model, data[2], [1.0], batch_size=500)[1.0]
-        )
-        result["mult_adds"][key] = zoo.cost(model, 1.0)["flops"]
-        result["seconds"] += time.perf_counter() - start
+        network = individual_network(architecture, ratio, recipe, data, quick, force)
+        result["accuracy"][key] = network["accuracy"]
+        result["mult_adds"][key] = network["mult_adds"]
+        result["seconds"] += network["seconds"]
     return result
+
+
+def individual_network(architecture, ratio, recipe, data, quick, force):
+    """One individually trained network's result, kept next to its
+    checkpoint so that an interrupted row resumes after the networks done."""
+    arguments = arguments_for(architecture, "individual", ratio)
+    done = checkpoint_dir(architecture, arguments, recipe, 0) + ".json"
+    if os.path.exists(done) and not (quick or force):
+        with open(done) as file:
+            return json.load(file)
+    start = time.perf_counter()
+    model = train(architecture, arguments, recipe, data)
+    network = {
+        "accuracy": 100.0 * zoo.evaluate_ratios(model, data[2], [1.0], batch_size=500)[1.0],
+        "mult_adds": zoo.cost(model, 1.0)["flops"],
+        "seconds": time.perf_counter() - start,
+    }
+    if not quick:
+        with open(done, "w") as file:
+            json.dump(network, file)
+    return network
 
 
 def load_data(quick):
@@ -333,7 +353,9 @@ def main():
                 continue
             print(f"{architecture} / {method}...", flush=True)
             if method == "individual":
-                entry["methods"][method] = run_individual(architecture, data, args.quick)
+                entry["methods"][method] = run_individual(
+                    architecture, data, args.quick, args.force
+                )
             else:
                 entry["methods"][method] = run_single_model(architecture, method, data, args.quick)
             entry["methods"] = {n: entry["methods"][n] for n in METHODS if n in entry["methods"]}
