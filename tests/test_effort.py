@@ -172,16 +172,15 @@ def test_tuning_respects_the_budget_and_records_its_choices(tuned):
 
 
 def test_several_knobs_save_at_least_as_much_as_the_best_one_alone(tuned):
-    model, fast, (x, _) = tuned
+    model, fast, (x, y) = tuned
 
     def total(tuned_model):
         return sum(
             np.sum(layer["total"]) for layer in zoo.effort.operations(tuned_model, x).values()
         )
 
-    data = (x, tuned[2][1])
     alone = [
-        zoo.effort.tune(model, data, max_accuracy_drop=0.02, knobs=(knob,))
+        zoo.effort.tune(model, (x, y), max_accuracy_drop=0.02, knobs=(knob,))
         for knob in ("spet", "sdss")
     ]
     assert total(fast) <= min(total(one) for one in alone) * 1.001

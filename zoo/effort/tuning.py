@@ -182,12 +182,9 @@ def _choices(layer, options, tolerances):
     of `layer` within its tolerance, where that saves work."""
     chosen = {}
     for knob, candidates in options[layer.name].items():
-        tolerance = tolerances.get(knob)
-        within = [
-            (ops, setting)
-            for setting, error, ops in candidates
-            if tolerance is not None and error <= tolerance
-        ]
+        if knob not in tolerances:
+            continue
+        within = [(ops, setting) for setting, error, ops in candidates if error <= tolerances[knob]]
         if within:
             ops, setting = min(within, key=lambda pair: pair[0])
             if ops < layer.dense_operations:

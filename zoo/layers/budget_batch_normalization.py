@@ -15,9 +15,10 @@ class BudgetBatchNormalization(PointStatistics, keras.layers.Layer):
     of moving statistics, averaged over all budgets trained, fits none of
     them. This layer keeps one row of moving statistics per operating
     point, like `DynamicBatchNormalization`, but picks the row per input
-    (`point_index`, one entry per input), so a batch can mix budgets. Training normalizes with the batch's statistics
-    and updates the row of the batch's operating point (a training pass has
-    one budget); `zoo.calibrate_batchnorm` recomputes the rows exactly.
+    (`point_index`, one entry per input), so a batch can mix budgets.
+    Training normalizes with the batch's statistics and updates the row of
+    the batch's operating point (a training pass has one budget);
+    `zoo.calibrate_batchnorm` recomputes the rows exactly.
 
     At inference, `channels` normalizes only those channels of the full
     layer (the input holds just them), for gated convolutions that compute
