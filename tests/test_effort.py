@@ -187,6 +187,43 @@ def test_several_knobs_save_at_least_as_much_as_the_best_one_alone(tuned):
     assert set(fast.effort_tuning["tolerances"]) <= {"spet", "sdss", "sfma"}
 
 
+def test_drop_bound_matches_a_count_by_hand():
+    baseline = np.array([True] * 80 + [False] * 20)
+    hits = baseline.copy()
+    hits[:6] = False  # 6 images lost
+    hits[80:82] = True  # 2 gained
+    point = zoo.effort.tuning._Budget(baseline, 0.05, 0.5)
+    assert point.bound(hits) == pytest.approx(0.04)
+    assert point.holds(hits)
+    sure = zoo.effort.tuning._Budget(baseline, 0.05, 0.9)
+    spread = np.sqrt(6 + 2 - 100 * 0.04**2) / 100
+    assert sure.bound(hits) == pytest.approx(0.04 + 1.2815516 * spread)
+    assert not sure.holds(hits)
+
+
+def test_confidence_keeps_a_margin_below_the_budget(tuned):
+    model, fast, (x, y) = tuned
+    sure = zoo.effort.tune(model, (x, y), max_accuracy_drop=0.02, knobs=("spet",), confidence=0.9)
+    assert sure.effort_tuning["confidence"] == 0.9
+    accepted = [
+        step["drop_bound"]
+        for step in sure.effort_tuning["search"]
+        if step["tolerances"] == sure.effort_tuning["tolerances"]
+    ]
+    assert all(bound <= 0.02 for bound in accepted)
+    drop = fast.effort_tuning["baseline_accuracy"] - zoo.effort.tuning.accuracy(sure, x, y)
+    assert drop <= 0.02
+
+
+@pytest.mark.parametrize("confidence", [0.3, 1.0, "high"])
+def test_confidence_outside_half_one_is_rejected(confidence):
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(2)]
+    )
+    with pytest.raises(ValueError, match=r"confidence.*\[0.5, 1\)"):
+        zoo.effort.tune(model, (np.zeros((2, 4)), np.zeros(2)), confidence=confidence)
+
+
 def test_tuned_model_saves_and_loads(tuned, tmp_path):
     _, fast, (x, _) = tuned
     path = str(tmp_path / "fast.keras")

@@ -1,6 +1,7 @@
 """Choosing the effort knobs of a trained model, without retraining."""
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 import tensorflow as tf
@@ -30,6 +31,7 @@ def tune(
     max_accuracy_drop=0.005,
     knobs=KNOBS,
     compute_ratio=1.0,
+    confidence=None,
     probe_size=256,
     batch_size=250,
     verbose=0,
@@ -50,6 +52,14 @@ def tune(
     so that several knobs never save less than the best one alone does.
     No weight changes.
 
+    The drop measured on a few thousand images is noisy, so a setting just
+    within the budget there is often over it on new data. With a
+    `confidence` level, a setting is accepted only when the upper
+    confidence bound of its drop is within the budget: a paired bound over
+    the calibration images, `drop + z * sqrt(lost + gained - n * drop^2) / n`
+    where `lost` and `gained` count the images the knobs turn wrong and
+    right and `z` is the normal quantile of `confidence`.
+
     Args:
         model: a trained `zoo.DynamicModel` or a functional or `Sequential`
             Keras CNN or MLP ending in logits or probabilities.
@@ -59,6 +69,9 @@ def tune(
             `calibration_data`, a fraction in [0, 1): 0.005 is half a point.
         knobs: which knobs to use, among `"spet"`, `"sdss"` and `"sfma"`.
         compute_ratio: the ratio of a zoo model; the knobs work within it.
+        confidence: `None` compares the measured drop with the budget; a
+            level in [0.5, 1) (say 0.9) compares its upper confidence bound,
+            trading savings for a budget that holds on new data.
         probe_size: images whose layer inputs calibrate and rank the knobs.
         batch_size: evaluation batch size.
         verbose: 1 prints the search.
@@ -78,6 +91,7 @@ def tune(
         raise ValueError(
             f"`max_accuracy_drop` must be a fraction in [0, 1) (0.005 is half a point); got {max_accuracy_drop!r}."
         )
+    _check_confidence(confidence)
     unknown = set(knobs) - set(KNOBS)
     if unknown or not knobs:
         raise ValueError(f"Unknown knobs {sorted(unknown)}; choose among {list(KNOBS)}.")
@@ -97,15 +111,16 @@ def tune(
             for knob in knobs
             if _applies(layer, knob)
         }
-    baseline = accuracy(fast, images, labels, batch_size)
-    search = _ToleranceSearch(
-        fast, options, (images, labels), baseline - max_accuracy_drop, batch_size, verbose
+    budget = _Budget(
+        correct(fast, images, labels, batch_size), max_accuracy_drop, confidence or 0.5
     )
+    search = _ToleranceSearch(fast, options, (images, labels), budget, batch_size, verbose)
     tolerances = search.greedy(knobs)
     _apply(fast, options, tolerances)
     fast.effort_tuning = {
-        "baseline_accuracy": baseline,
+        "baseline_accuracy": float(np.mean(budget.baseline)),
         "max_accuracy_drop": max_accuracy_drop,
+        "confidence": confidence,
         "tolerances": tolerances,
         "search": search.history,
     }
@@ -145,16 +160,48 @@ def calibrate(model, images, batch_size=250):
 
 def accuracy(model, images, labels, batch_size=250):
     """Top-1 accuracy, computed eagerly so that changed thresholds apply."""
-    correct = 0
+    return float(np.mean(correct(model, images, labels, batch_size)))
+
+
+def correct(model, images, labels, batch_size=250):
+    """Whether each image is classified right, computed eagerly."""
+    hits = []
     for start in range(0, len(images), batch_size):
         outputs = model(tf.constant(images[start : start + batch_size], "float32"), training=False)
-        correct += int(
-            np.sum(
-                np.argmax(outputs, axis=-1)
-                == np.asarray(labels[start : start + batch_size]).ravel()
-            )
+        hits.append(
+            np.argmax(outputs, axis=-1) == np.asarray(labels[start : start + batch_size]).ravel()
         )
-    return correct / len(images)
+    return np.concatenate(hits)
+
+
+def _check_confidence(confidence):
+    if confidence is None:
+        return
+    if not (isinstance(confidence, (int, float)) and 0.5 <= confidence < 1.0):
+        raise ValueError(
+            f"`confidence` must be None or a level in [0.5, 1) (0.9 is common); got {confidence!r}."
+        )
+
+
+class _Budget:
+    """Whether a setting's accuracy drop is within the budget, at a confidence."""
+
+    def __init__(self, baseline, max_drop, confidence):
+        self.baseline, self.max_drop = baseline, max_drop
+        self.z = NormalDist().inv_cdf(confidence)
+
+    def bound(self, hits):
+        """The upper confidence bound of the drop from `baseline` to `hits`."""
+        n = len(hits)
+        lost = int(np.sum(self.baseline & ~hits))
+        gained = int(np.sum(~self.baseline & hits))
+        drop = (lost - gained) / n
+        spread = math.sqrt(max(lost + gained - n * drop**2, 0.0)) / n
+        return drop + self.z * spread
+
+    def holds(self, hits):
+        # The small slack absorbs float error at a drop exactly equal to the budget.
+        return self.bound(hits) <= self.max_drop + 1e-12
 
 
 def _applies(layer, knob):
@@ -214,11 +261,11 @@ def _estimated_saving(model, options, tolerances):
 
 
 class _ToleranceSearch:
-    """Binary searches of the loosest tolerance per knob within the floor."""
+    """Binary searches of the loosest tolerance per knob within the budget."""
 
-    def __init__(self, model, options, data, floor, batch_size, verbose):
+    def __init__(self, model, options, data, budget, batch_size, verbose):
         self.model, self.options, self.data = model, options, data
-        self.floor, self.batch_size, self.verbose = floor, batch_size, verbose
+        self.budget, self.batch_size, self.verbose = budget, batch_size, verbose
         self.history = []
 
     def loosest(self, fixed, knob, highest=None):
@@ -228,11 +275,17 @@ class _ToleranceSearch:
             middle = (low + high) // 2
             tolerances = {**fixed, knob: ERROR_LEVELS[middle]}
             _apply(self.model, self.options, tolerances)
-            measured = accuracy(self.model, *self.data, self.batch_size)
-            self.history.append({"tolerances": tolerances, "accuracy": measured})
+            hits = correct(self.model, *self.data, self.batch_size)
+            bound = self.budget.bound(hits)
+            self.history.append(
+                {"tolerances": tolerances, "accuracy": float(np.mean(hits)), "drop_bound": bound}
+            )
             if self.verbose:
-                print(f"tolerances {tolerances}: accuracy {measured:.4f} (floor {self.floor:.4f})")
-            if measured >= self.floor:
+                print(
+                    f"tolerances {tolerances}: accuracy {np.mean(hits):.4f}, "
+                    f"drop bound {bound:.4f} (budget {self.budget.max_drop:.4f})"
+                )
+            if self.budget.holds(hits):
                 best, low = middle, middle + 1
             else:
                 high = middle - 1
