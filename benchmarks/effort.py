@@ -4,12 +4,11 @@ For each model (the MNIST MLP and the CIFAR-10 presets that are trained),
 the knobs are tuned on validation images (the last 10% of the training
 split, never trained on) under an accuracy budget of half a point at 90%
 confidence (the upper 90% bound of the drop, a paired bound over those
-images, must be within half a point), once per knob alone and once with all
-three, at compute ratio 1.0. Then on the test
-set: scalar operations per input (mean, and the reduction against the
-unmodified network), accuracy against the unmodified network, and the
-latency of one compiled forward pass at batch 1 and 64 on this CPU, all in
-one run.
+images, must be within half a point), once per knob alone and once with
+all three, at compute ratio 1.0. Then on the test set: scalar operations
+per input (mean, and the reduction against the unmodified network),
+accuracy against the unmodified network, and the latency of one compiled
+forward pass at batch 1 and 64 on this CPU, all in one run.
 
 Results go to `benchmarks/results/effort.{json,md}` and the README.
 

@@ -111,9 +111,7 @@ def tune(
             for knob in knobs
             if _applies(layer, knob)
         }
-    budget = _Budget(
-        correct(fast, images, labels, batch_size), max_accuracy_drop, confidence or 0.5
-    )
+    budget = _Budget(correct(fast, images, labels, batch_size), max_accuracy_drop, confidence)
     search = _ToleranceSearch(fast, options, (images, labels), budget, batch_size, verbose)
     tolerances = search.greedy(knobs)
     _apply(fast, options, tolerances)
@@ -184,11 +182,12 @@ def _check_confidence(confidence):
 
 
 class _Budget:
-    """Whether a setting's accuracy drop is within the budget, at a confidence."""
+    """Whether a setting's accuracy drop is within the budget, at a
+    confidence (`None`: the measured drop itself)."""
 
     def __init__(self, baseline, max_drop, confidence):
         self.baseline, self.max_drop = baseline, max_drop
-        self.z = NormalDist().inv_cdf(confidence)
+        self.z = 0.0 if confidence is None else NormalDist().inv_cdf(confidence)
 
     def bound(self, hits):
         """The upper confidence bound of the drop from `baseline` to `hits`."""
