@@ -7,9 +7,9 @@ from callbacks.state import CallbackState, check_ratio_list
 from zoo.evaluation import evaluate_ratios
 
 # Window layout in `training_state` (see callbacks/state.py).
-TASK, BEST, WAIT, ROUND, STEP, STARTED, PHASE, PENDING = range(8)
-PER_TASK = 8  # random order: best at PER_TASK + k, wait at PER_TASK + MAX_TASKS + k
-MAX_TASKS = 28
+TASK, BEST, WAIT, ROUND, STEP, STARTED, PHASE, PENDING, TASK_ROUNDS = range(9)
+PER_TASK = 9  # random order: best at PER_TASK + k, wait at PER_TASK + MAX_TASKS + k
+MAX_TASKS = 27
 
 
 class TaskwiseEarlyStopping(keras.callbacks.Callback):
@@ -22,7 +22,10 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
     every round (an epoch, or `steps_per_round` batches) the validation
     accuracy at the current task's ratio is measured; after `patience`
     rounds without improvement the next task starts, and after the last
-    task training stops.
+    task training stops. `max_rounds_per_task` caps the rounds a task may
+    take, so that a run whose accuracy keeps creeping up (a decaying
+    learning rate does that) still reaches its later tasks within its
+    epoch budget.
 
     With `order="random"` (R-TESLA) each round draws a task from
     `distribution` and minimises its aggregated loss; a task that has not
@@ -50,6 +53,9 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
             (default uniform).
         steps_per_round: batches per round (default: one epoch).
         min_delta: smallest accuracy gain that counts as an improvement.
+        max_rounds_per_task: with `order="descending"`, the next task starts
+            after this many rounds even if the current one still improves
+            (default: no cap).
         seed: seed of R-TESLA's draws.
         alternate_profile: alternate weight and profile rounds (ATP).
         profile_learning_rate_factor: learning-rate factor of profile rounds.
@@ -71,6 +77,7 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
         distribution=None,
         steps_per_round=None,
         min_delta=0.0,
+        max_rounds_per_task=None,
         seed=0,
         alternate_profile=False,
         profile_learning_rate_factor=0.5,
@@ -92,6 +99,18 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
             raise ValueError(f"`patience` must be at least 1; got {patience}.")
         if steps_per_round is not None and int(steps_per_round) < 1:
             raise ValueError(f"`steps_per_round` must be at least 1; got {steps_per_round}.")
+        if max_rounds_per_task is not None:
+            if int(max_rounds_per_task) < 1:
+                raise ValueError(
+                    f"`max_rounds_per_task` must be at least 1; got {max_rounds_per_task}."
+                )
+            if order != "descending":
+                raise ValueError(
+                    "`max_rounds_per_task` applies to order='descending' only; "
+                    "with order='random' tasks end by `patience` alone."
+                )
+            max_rounds_per_task = int(max_rounds_per_task)
+        self.max_rounds_per_task = max_rounds_per_task
         self.validation_data = validation_data
         self.patience = int(patience)
         self.alpha = float(alpha)
@@ -219,13 +238,19 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
 
     def _end_descending_round(self, task, accuracy):
         self._improved(accuracy, BEST, WAIT)
-        if self.state[WAIT] < self.patience:
+        self.state[TASK_ROUNDS] = self.state[TASK_ROUNDS] + 1
+        capped = self.max_rounds_per_task and self.state[TASK_ROUNDS] >= self.max_rounds_per_task
+        if self.state[WAIT] < self.patience and not capped:
             return
-        self._log(f"task {task} (ratio {self.ratios[task]}) done: best {self.state[BEST]:.4f}")
+        reason = "round cap reached" if self.state[WAIT] < self.patience else "no improvement"
+        self._log(
+            f"task {task} (ratio {self.ratios[task]}) done ({reason}): best {self.state[BEST]:.4f}"
+        )
         if task + 1 >= len(self.ratios):
             self.model.stop_training = True
             return
         self.state[TASK], self.state[BEST], self.state[WAIT] = task + 1, -np.inf, 0
+        self.state[TASK_ROUNDS] = 0
 
     def _end_random_round(self, task, accuracy):
         self._improved(accuracy, PER_TASK + task, PER_TASK + MAX_TASKS + task)

@@ -47,6 +47,15 @@ def test_task_switches_after_patience_rounds_and_training_stops(data):
     assert len(record.plans) == 9  # stopped after the last task
 
 
+def test_task_switches_at_its_round_cap_while_still_improving(data):
+    model, record = mlp(learning_rate=0.0), RecordPlans()
+    tesla = callbacks.TaskwiseEarlyStopping(
+        [1.0, 0.5], validation_data=data, patience=100, steps_per_round=1, max_rounds_per_task=2
+    )
+    model.fit(*data, batch_size=16, epochs=10, callbacks=[tesla, record], verbose=0)
+    assert [plan["ratios"][0] for plan in record.plans] == [1.0] * 2 + [0.5] * 2
+
+
 def test_aggregated_loss_follows_the_formula(data):
     tesla = callbacks.TaskwiseEarlyStopping([1.0, 0.5, 0.25], validation_data=data, alpha=0.3)
     a = 0.3
@@ -129,6 +138,8 @@ def test_backup_and_restore_resumes_on_the_same_task(data, tmp_path, backup_firs
         (dict(ratios=[1.0], order="shuffled"), "order"),
         (dict(ratios=[1.0, 0.5], distribution=[1.0]), "distribution"),
         (dict(ratios=[1.0], patience=0), "patience"),
+        (dict(ratios=[1.0], max_rounds_per_task=0), "max_rounds_per_task"),
+        (dict(ratios=[1.0], order="random", max_rounds_per_task=3), "descending"),
     ],
 )
 def test_tesla_rejects_bad_arguments(kwargs, message, data):

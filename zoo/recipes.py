@@ -17,8 +17,9 @@ flips for CIFAR-10, see `zoo.datasets.load`).
 Methods: `"idp"` (full-width training with the model's profile),
 `"idp_multi_profile"` (`ProfileScheduler` stages over `boundaries`),
 `"tesla"` / `"r_tesla"` (`TaskwiseEarlyStopping`, `"atp": true` for the
-trainable profile), `"single_path"` and `"sandwich"` (`SubnetSampler`;
-its random ratios come from `"ratios"` if given, else `"ratio_range"`).
+trainable profile, `"max_rounds_per_task"` to cap TESLA's tasks),
+`"single_path"` and `"sandwich"` (`SubnetSampler`; its random ratios come
+from `"ratios"` if given, else `"ratio_range"`).
 """
 
 import math
@@ -54,6 +55,7 @@ def recipe_callbacks(recipe, validation_data, seed=0):
                 alpha=recipe.get("alpha", 0.5),
                 order="random" if method == "r_tesla" else "descending",
                 steps_per_round=recipe.get("round"),
+                max_rounds_per_task=recipe.get("max_rounds_per_task"),
                 alternate_profile=recipe.get("atp", False),
                 seed=seed,
             )
