@@ -74,6 +74,36 @@ def test_skipped_channels_are_not_computed_and_match_the_training_pass():
     assert kept.sum(axis=1).tolist() == [model.blocks[0]["channels"] // 2] * len(IMAGES)
 
 
+def test_prefix_gating_keeps_the_first_channels():
+    model = small_model(channel_gating="prefix")
+    block = model.blocks[0]
+    channels, kept = block["channels"], block["channels"] // 2
+    fraction = (kept + 0.5) / (channels + 1)  # the logit of channel `kept` is -0.5
+    head = block["gate"].channel_head
+    head.kernel.assign(np.zeros_like(head.kernel.numpy()))
+    head.bias.assign([np.log(fraction / (1 - fraction))])
+    budget = np.full(len(IMAGES), 0.5, "float32")
+    inference = model({"images": IMAGES, "compute_ratio": 0.5}).numpy()
+    training_pass = model.soft_forward(IMAGES, budget, training=False)[0].numpy()
+    np.testing.assert_allclose(inference, training_pass, atol=1e-4)
+    decided = model.decisions(IMAGES, 0.5)[0]["channels"]
+    assert (decided == (np.arange(channels) < kept)).all()
+    spent = zoo.cost(model, 0.5, data=IMAGES)["per_input"]
+    np.testing.assert_allclose(
+        spent, model.backbone_cost - (channels - kept) * block["channel_cost"], rtol=1e-6
+    )
+
+
+def test_prefix_gates_start_open():
+    model = small_model(channel_gating="prefix")
+    assert all(d["channels"].all() for d in model.decisions(IMAGES, 0.5))
+
+
+def test_unknown_channel_gating_is_rejected():
+    with pytest.raises(ValueError, match=r"`channel_gating` must be one of \('subset', 'prefix'\)"):
+        small_model(channel_gating="random")
+
+
 @pytest.fixture(scope="module")
 def trained():
     x, y = zoo.datasets.load_arrays("digits", "train")
@@ -97,6 +127,19 @@ def test_mean_spent_compute_tracks_the_budget(trained):
         spent = zoo.cost(model, budget, data=x_test)
         assert spent["flops"] / model.backbone_cost == pytest.approx(budget, abs=0.05)
         assert spent["per_input"].std() > 0 or budget == 1.0  # inputs spend differently
+
+
+def test_prefix_model_saves_and_loads(tmp_path):
+    model = small_model(channel_gating="prefix")
+    path = str(tmp_path / "prefix.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.blocks[0]["gate"].channel_gating == "prefix"
+    np.testing.assert_allclose(
+        loaded({"images": IMAGES, "compute_ratio": 0.5}).numpy(),
+        model({"images": IMAGES, "compute_ratio": 0.5}).numpy(),
+        atol=1e-5,
+    )
 
 
 def test_trained_model_saves_and_loads(trained, tmp_path):

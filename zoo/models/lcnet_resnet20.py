@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.dynamic_model import DynamicModel
-from zoo.layers.block_gate import BlockGate
+from zoo.layers.block_gate import BlockGate, gate_cost
 from zoo.layers.budget_batch_normalization import BudgetBatchNormalization
 from zoo.models.preprocessing import image_normalization
 
@@ -46,6 +46,8 @@ class LCNetResNet20(DynamicModel):
         num_classes: number of classes.
         budget_weight: weight of the budget penalty.
         gate_hidden: hidden width of each block's gate.
+        channel_gating: `"subset"` (each inner channel gated on its own) or
+            `"prefix"` (a width per block, keeping its first channels).
         **kwargs: `DynamicModel` arguments (`operating_points`, `name`).
 
     Example:
@@ -61,6 +63,7 @@ class LCNetResNet20(DynamicModel):
         num_classes=10,
         budget_weight=10.0,
         gate_hidden=16,
+        channel_gating="subset",
         name="lcnet_resnet20",
         **kwargs,
     ):
@@ -72,6 +75,7 @@ class LCNetResNet20(DynamicModel):
         self.blocks_per_stage = int(blocks_per_stage)
         self.budget_weight = float(budget_weight)
         self.gate_hidden = int(gate_hidden)
+        self.channel_gating = channel_gating
         self.normalize = image_normalization(self.image_shape[-1])
         self.stem_conv = keras.layers.Conv2D(
             16, 3, padding="same", use_bias=False, name="stem_conv"
@@ -95,7 +99,12 @@ class LCNetResNet20(DynamicModel):
                             filters, 3, 1, "same", use_bias=False, name=f"{name_}_conv2"
                         ),
                         "bn2": self._batch_norm(f"{name_}_bn2"),
-                        "gate": BlockGate(filters, hidden=self.gate_hidden, name=f"{name_}_gate"),
+                        "gate": BlockGate(
+                            filters,
+                            hidden=self.gate_hidden,
+                            channel_gating=channel_gating,
+                            name=f"{name_}_gate",
+                        ),
                         "strides": strides,
                         "channels_in": channels_in,
                         "channels": filters,
@@ -113,7 +122,7 @@ class LCNetResNet20(DynamicModel):
             trainable=False,
         )
         gates = sum(
-            (b["channels_in"] + 1) * self.gate_hidden + self.gate_hidden * (1 + 2 * b["channels"])
+            gate_cost(b["channels_in"], self.gate_hidden, b["channels"], channel_gating)
             for b in self.blocks
         )
         self.fixed_cost = (
@@ -365,6 +374,7 @@ class LCNetResNet20(DynamicModel):
                 "blocks_per_stage": self.blocks_per_stage,
                 "budget_weight": self.budget_weight,
                 "gate_hidden": self.gate_hidden,
+                "channel_gating": self.channel_gating,
             }
         )
         return config
