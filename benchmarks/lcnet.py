@@ -13,14 +13,18 @@ channel on its own (`"subset"`) and a width per block keeping the first
 channels (`"prefix"`).
 The uniform-width model is the `resnet20_cifar10` preset (the best method
 of `benchmarks/cifar10.py`); LC-Net thus gets
-`FINE_TUNE_EPOCHS` more epochs of training than it, which the results state.
+`FINE_TUNE_EPOCHS` more epochs of training than it, hence the second,
+equally trained uniform reference below.
 
 For budgets 0.25, 0.5, 0.75 and 1.0, on the 10,000 test images: LC-Net's
 accuracy and the mean, spread (standard deviation, min, max) of its
 per-input multiply-adds (gates included); the uniform model's accuracy at
 the same mean multiply-adds (linear interpolation of its accuracy against
-multiply-adds between its operating points); and the latency of both at
-batch 1 and 64 on this CPU.
+multiply-adds between its operating points), and that of the uniform model
+trained `FINE_TUNE_EPOCHS` more epochs by LC-Net's recipe without gates (so
+that both have had the same training); the latency of both at batch 1 and 64
+on this CPU; and what the gates chose: per block, the share of inputs that run
+it and of its inner channels they keep.
 
 Results go to `benchmarks/results/lcnet.{json,md,png}` and the README.
 
@@ -64,29 +68,72 @@ RECIPE = {
 UNIFORM = "resnet20_cifar10"
 
 
+def cached_training(name, key_parts, build, recipe, train, validation):
+    """Trains `build()` by `recipe` once; later runs load the saved model."""
+    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:12]
+    checkpoint = os.path.join(weights_download.keras_home(), "zoo", "runs", f"{name}-{key}")
+    trained = checkpoint + ".keras"
+    if os.path.exists(trained):
+        with open(checkpoint + ".json") as file:
+            return keras.saving.load_model(trained), json.load(file)["train_seconds"]
+    keras.utils.set_random_seed(0)
+    model = build()
+    start = time.perf_counter()
+    train_recipe(model, recipe, train, validation, checkpoint, verbose=2)
+    seconds = time.perf_counter() - start
+    model.save(trained)
+    with open(checkpoint + ".json", "w") as file:
+        json.dump({"train_seconds": seconds}, file)
+    return model, seconds
+
+
 def train_lcnet(data, uniform, quick, channel_gating):
     recipe = dict(RECIPE, epochs=1 if quick else FINE_TUNE_EPOCHS)
     arguments = {"num_classes": 10, "operating_points": BUDGETS, "channel_gating": channel_gating}
-    key = hashlib.sha256(
-        json.dumps([arguments, recipe, UNIFORM], sort_keys=True).encode()
-    ).hexdigest()[:12]
-    checkpoint = os.path.join(weights_download.keras_home(), "zoo", "runs", f"lcnet-bench-{key}")
-    trained = checkpoint + ".keras"
-    train, validation, _ = data
-    if os.path.exists(trained):  # trained by an earlier run (calibration and results redone)
-        model = keras.saving.load_model(trained)
-        seconds = json.load(open(checkpoint + ".json"))["train_seconds"]
-    else:
-        keras.utils.set_random_seed(0)
+
+    def build():
         model = zoo.build("lcnet_resnet20", **arguments)
         model.load_backbone(uniform)
-        start = time.perf_counter()
-        train_recipe(model, recipe, train, validation, checkpoint, verbose=2)
-        seconds = time.perf_counter() - start
-        model.save(trained)
-        json.dump({"train_seconds": seconds}, open(checkpoint + ".json", "w"))
+        return model
+
+    train, validation, _ = data
+    model, seconds = cached_training(
+        "lcnet-bench", [arguments, recipe, UNIFORM], build, recipe, train, validation
+    )
+    # Calibration and results are redone on every run, from the saved model.
     achieved = model.calibrate_budget(train[0][:5000])
     return model, seconds, achieved
+
+
+def fine_tune_uniform(data, quick):
+    """The uniform preset trained by LC-Net's recipe: the same extra epochs, no gates."""
+    recipe = dict(RECIPE, epochs=1 if quick else FINE_TUNE_EPOCHS)
+    train, validation, _ = data
+    return cached_training(
+        "lcnet-bench-uniform",
+        [recipe, UNIFORM],
+        lambda: zoo.load(UNIFORM, pretrained=True),
+        recipe,
+        train,
+        validation,
+    )[0]
+
+
+def accuracy_points(model, test):
+    """`(multiply-adds, accuracy %)` of a uniform-width model at its operating points."""
+    accuracy = zoo.evaluate_ratios(model, test, model.operating_points, batch_size=500)
+    return [(zoo.cost(model, r)["flops"], 100 * accuracy[r]) for r in model.operating_points]
+
+
+def block_usage(model, images, budget):
+    """Per block: the fraction of inputs that run it, and of its inner
+    channels kept by those that do."""
+    usage = []
+    for block in model.decisions(images, budget):
+        run = block["run"]
+        kept = block["channels"][run].mean() if run.any() else 0.0
+        usage.append({"block": block["name"], "run": float(run.mean()), "kept": float(kept)})
+    return usage
 
 
 def lcnet_latency(model, batch_size, budget):
@@ -106,29 +153,30 @@ def interpolate(flops, points):
 def run(quick):
     data = load_data(quick)
     uniform = zoo.load(UNIFORM, pretrained=True)
-    uniform_accuracy = zoo.evaluate_ratios(
-        uniform, data[2], uniform.operating_points, batch_size=500
-    )
-    points = [
-        (zoo.cost(uniform, r)["flops"], 100 * uniform_accuracy[r]) for r in uniform.operating_points
-    ]
+    references = {
+        "preset": accuracy_points(uniform, data[2]),
+        "fine_tuned": accuracy_points(fine_tune_uniform(data, quick), data[2]),
+    }
     variants = {}
     for channel_gating in CHANNEL_GATINGS:
         model, seconds, achieved = train_lcnet(data, uniform, quick, channel_gating)
         variants[channel_gating] = {
-            "budgets": evaluate_lcnet(model, achieved, uniform, data[2], points),
+            "budgets": evaluate_lcnet(model, achieved, uniform, data[2], references),
             "train_seconds": seconds,
             "backbone_mult_adds": model.backbone_cost,  # gates included: they differ in size
         }
     return {
         "variants": variants,
-        "uniform_points": [{"mult_adds": f, "accuracy": a} for f, a in points],
+        "uniform_points": [{"mult_adds": f, "accuracy": a} for f, a in references["preset"]],
+        "uniform_fine_tuned_points": [
+            {"mult_adds": f, "accuracy": a} for f, a in references["fine_tuned"]
+        ],
         "recipe": dict(RECIPE, epochs=1 if quick else FINE_TUNE_EPOCHS),
         "uniform_epochs": ARCHITECTURES["resnet20"]["epochs"],
     }
 
 
-def evaluate_lcnet(model, achieved, uniform, test, points):
+def evaluate_lcnet(model, achieved, uniform, test, references):
     rows = {}
     for budget in BUDGETS:
         per_input = zoo.cost(model, budget, data=test[0])["per_input"]
@@ -139,7 +187,8 @@ def evaluate_lcnet(model, achieved, uniform, test, points):
             ]
         )
         accuracy = 100 * float(np.mean(np.argmax(logits, -1) == test[1]))
-        matched, extrapolated = interpolate(per_input.mean(), points)
+        matched, extrapolated = interpolate(per_input.mean(), references["preset"])
+        matched_fine_tuned, _ = interpolate(per_input.mean(), references["fine_tuned"])
         rows[f"{budget:.2f}"] = {
             "accuracy": accuracy,
             "mult_adds": {
@@ -151,6 +200,8 @@ def evaluate_lcnet(model, achieved, uniform, test, points):
             "calibrated_mean_fraction": achieved[budget],
             "uniform_accuracy_at_same_mult_adds": matched,
             "uniform_extrapolated": bool(extrapolated),
+            "uniform_fine_tuned_accuracy_at_same_mult_adds": matched_fine_tuned,
+            "blocks": block_usage(model, test[0][:2000], budget),
             "latency_ms": {
                 str(b): {
                     "lcnet": 1000 * lcnet_latency(model, b, budget),
@@ -165,54 +216,84 @@ def evaluate_lcnet(model, achieved, uniform, test, points):
 
 
 def markdown(results):
+    epochs = results["recipe"]["epochs"]
     lines = [
         "| budget | C-Net gating | LC-Net accuracy | uniform accuracy at the same mean multiply-adds "
+        f"| uniform +{epochs} epochs, same multiply-adds "
         "| mean multiply-adds (M) | std / min / max (M) | latency batch 1 LC-Net / uniform (ms) "
         "| batch 64 (ms) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    rows = [
-        (budget, gating, variant["budgets"][budget])
-        for gating, variant in results["variants"].items()
-        for budget in variant["budgets"]
-    ]
-    for budget, gating, row in sorted(rows, key=lambda r: r[0]):
+    for budget, gating, row in budget_rows(results):
         m = row["mult_adds"]
         latency = row["latency_ms"]
         lines.append(
             f"| {budget} | {gating} | **{row['accuracy']:.2f}** | "
             f"{row['uniform_accuracy_at_same_mult_adds']:.2f}"
-            f"{' (extrapolated)' if row['uniform_extrapolated'] else ''} | {m['mean'] / 1e6:.2f} | "
+            f"{' (extrapolated)' if row['uniform_extrapolated'] else ''} | "
+            f"{row['uniform_fine_tuned_accuracy_at_same_mult_adds']:.2f} | {m['mean'] / 1e6:.2f} | "
             f"{m['std'] / 1e6:.2f} / {m['min'] / 1e6:.2f} / {m['max'] / 1e6:.2f} | "
             f"{latency['1']['lcnet']:.2f} / {latency['1']['uniform']:.2f} | "
             f"{latency['64']['lcnet']:.1f} / {latency['64']['uniform']:.1f} |"
         )
     lines += [
         "",
-        f"CIFAR-10 test set. Uniform: the `{UNIFORM}` preset ({results['uniform_epochs']} epochs). "
-        f"LC-Net: that preset's weights fine-tuned {results['recipe']['epochs']} more epochs with the gates "
+        f"CIFAR-10 test set. Uniform: the `{UNIFORM}` preset ({results['uniform_epochs']} epochs); "
+        f"uniform +{epochs} epochs: that preset trained by LC-Net's fine-tuning recipe without gates, "
+        "so that both have had the same training. "
+        f"LC-Net: that preset's weights fine-tuned {epochs} more epochs with the gates "
         f"(learning rate {results['recipe']['learning_rate']}, cosine), sandwich budgets in [0.25, 1], budget penalty, "
         "batch-norm statistics per budget, gates' budget shift calibrated on training images. "
         "C-Net gating: `subset` gates each inner channel on its own, `prefix` predicts a width per "
         "block and keeps its first channels. "
         "Anchor: LC-Net reports up to 11.9x fewer FLOPs and up to 3.3 points more accuracy than other "
         "dynamic methods on CIFAR-10.",
+        "",
+        target_check(results),
+        "",
+        "What the gates chose (2,000 test images): per residual block, the share of inputs "
+        "that run it / the share of its inner channels they keep (%).",
+        "",
     ]
-    lines += ["", target_check(results)]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + usage_table(results)) + "\n"
+
+
+def budget_rows(results):
+    rows = [
+        (budget, gating, variant["budgets"][budget])
+        for gating, variant in results["variants"].items()
+        for budget in variant["budgets"]
+    ]
+    return sorted(rows, key=lambda r: r[0])
+
+
+def usage_table(results):
+    names = [b["block"] for b in budget_rows(results)[0][2]["blocks"]]
+    lines = [
+        "| budget | C-Net gating | " + " | ".join(names) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in names) + " |",
+    ]
+    for budget, gating, row in budget_rows(results):
+        if budget == "1.00":
+            continue
+        cells = [f"{100 * b['run']:.0f} / {100 * b['kept']:.0f}" for b in row["blocks"]]
+        lines.append(f"| {budget} | {gating} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def target_check(results):
     """The target: at budgets 0.25 and 0.5, LC-Net beats uniform width at equal mean multiply-adds."""
     verdicts, met = [], False
     for gating, variant in results["variants"].items():
-        gaps = {
-            budget: row["accuracy"] - row["uniform_accuracy_at_same_mult_adds"]
-            for budget, row in variant["budgets"].items()
-            if budget in ("0.25", "0.50")
-        }
+        rows = {b: r for b, r in variant["budgets"].items() if b in ("0.25", "0.50")}
+        gaps = {b: r["accuracy"] - r["uniform_accuracy_at_same_mult_adds"] for b, r in rows.items()}
         met = met or all(gap > 0 for gap in gaps.values())
-        details = ", ".join(f"{gap:+.2f} points at {budget}" for budget, gap in gaps.items())
+        details = ", ".join(
+            f"{gap:+.2f} points at {budget} "
+            f"({rows[budget]['accuracy'] - rows[budget]['uniform_fine_tuned_accuracy_at_same_mult_adds']:+.2f}"
+            " against the equally trained uniform model)"
+            for budget, gap in gaps.items()
+        )
         verdicts.append(f"{gating} {details}")
     verdict = "met" if met else "missed"
     return (
@@ -234,6 +315,13 @@ def plot(results, path):
         [p["accuracy"] for p in uniform],
         "o-",
         label="uniform width",
+    )
+    tuned = results["uniform_fine_tuned_points"]
+    axis.plot(
+        [p["mult_adds"] / 1e6 for p in tuned],
+        [p["accuracy"] for p in tuned],
+        "o--",
+        label=f"uniform width, +{results['recipe']['epochs']} epochs",
     )
     for gating, variant in results["variants"].items():
         rows = variant["budgets"].values()
