@@ -109,6 +109,8 @@ def fine_tune_uniform(data, quick):
     """The uniform preset trained by LC-Net's recipe: the same extra epochs, no gates."""
     recipe = dict(RECIPE, epochs=1 if quick else FINE_TUNE_EPOCHS)
     train, validation, _ = data
+    # No `zoo.calibrate_batchnorm` afterwards (unlike the presets): LC-Net keeps
+    # the batch-norm statistics of its fine-tuning, and so does its reference.
     return cached_training(
         "lcnet-bench-uniform",
         [recipe, UNIFORM],
@@ -240,7 +242,7 @@ def markdown(results):
         "",
         f"CIFAR-10 test set. Uniform: the `{UNIFORM}` preset ({results['uniform_epochs']} epochs); "
         f"uniform +{epochs} epochs: that preset trained by LC-Net's fine-tuning recipe without gates, "
-        "so that both have had the same training. "
+        "so that both have had the same training (both keep the batch-norm statistics of it). "
         f"LC-Net: that preset's weights fine-tuned {epochs} more epochs with the gates "
         f"(learning rate {results['recipe']['learning_rate']}, cosine), sandwich budgets in [0.25, 1], budget penalty, "
         "batch-norm statistics per budget, gates' budget shift calibrated on training images. "
@@ -268,12 +270,13 @@ def budget_rows(results):
 
 
 def usage_table(results):
-    names = [b["block"] for b in budget_rows(results)[0][2]["blocks"]]
+    rows = budget_rows(results)
+    names = [b["block"] for b in rows[0][2]["blocks"]]
     lines = [
         "| budget | C-Net gating | " + " | ".join(names) + " |",
         "| --- | --- | " + " | ".join("---" for _ in names) + " |",
     ]
-    for budget, gating, row in budget_rows(results):
+    for budget, gating, row in rows:
         if budget == "1.00":
             continue
         cells = [f"{100 * b['run']:.0f} / {100 * b['kept']:.0f}" for b in row["blocks"]]
