@@ -15,7 +15,8 @@ class BatchNormCalibration(keras.callbacks.Callback):
     statistics).
 
     Args:
-        data: training images, `(images, labels)` or a batched dataset.
+        data: training images, `(images, labels)` or a batched dataset,
+            augmented as in training (see `zoo.calibrate_batchnorm`).
         ratios: operating points to calibrate (default: all of the model's).
         steps: batches per ratio.
         frequency: `"train_end"` or `"epoch"`.

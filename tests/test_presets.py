@@ -1,6 +1,7 @@
 import functools
 import hashlib
 import http.server
+import json
 import os
 import threading
 
@@ -171,3 +172,24 @@ def test_published_weights_leave_the_optimizer_out(tmp_path):
     loaded = zoo.build("mlp", num_classes=10, hidden_units=(8, 8))
     loaded.load_weights(path)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_recalibrating_a_preset_publishes_it_again(monkeypatch, tmp_path):
+    import shutil
+
+    from zoo.preset_training import recalibrate_preset
+
+    monkeypatch.setenv(weights_download.BASE_URL_ENV, SAVED_MODELS)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    registry = tmp_path / "presets.json"
+    shutil.copy(zoo.presets.REGISTRY, registry)
+    monkeypatch.setattr(zoo.presets, "REGISTRY", str(registry))
+    before = zoo.presets.get_preset("mlp_mnist")
+    recalibrate_preset("mlp_mnist", weights_dir=str(tmp_path / "weights"))
+    after = zoo.presets.get_preset("mlp_mnist")
+    path = tmp_path / "weights" / before["weights"]
+    assert after["sha256"] == weights_download.sha256(str(path))
+    manifest = json.loads((tmp_path / "weights" / "manifest.json").read_text())
+    assert manifest[before["weights"]]["sha256"] == after["sha256"]
+    for ratio, accuracy in before["accuracy"].items():
+        assert after["accuracy"][ratio] == pytest.approx(accuracy, abs=0.05)

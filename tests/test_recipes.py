@@ -74,3 +74,23 @@ def test_sandwich_recipe_draws_from_its_ratios_when_given():
     assert drawn <= set(grid) and len(drawn) == 4
     (sampler,) = recipe_callbacks({"method": "sandwich", "ratio_range": [0.25, 1.0]}, None)
     assert sampler.ratios is None and (sampler.low, sampler.high) == (0.25, 1.0)
+
+
+def test_calibration_after_augmented_training_reads_the_augmented_pipeline():
+    from zoo.layers import DynamicBatchNormalization
+    from zoo.recipes import calibrate_after_training
+
+    x = np.full((64, 32, 32, 3), 200, dtype=np.uint8)
+    y = np.zeros(64, "int32")
+    model = zoo.build("resnet20", num_classes=2, width=0.25, operating_points=[1.0])
+    stem_bn = next(l for l in model.dynamic_layers if isinstance(l, DynamicBatchNormalization))
+
+    def stem_mean(recipe):
+        calibrate_after_training(model, (x, y), {"batch_size": 32, **recipe}, steps=2)
+        return stem_bn.moving_mean.numpy().copy()
+
+    clean = stem_mean({})
+    zoo.calibrate_batchnorm(model, x)
+    np.testing.assert_allclose(stem_bn.moving_mean.numpy(), clean, rtol=1e-5)
+    # Padded crops bring black borders into the statistics, as in training.
+    assert not np.allclose(stem_mean({"augment": True}), clean, atol=1e-3)

@@ -16,10 +16,16 @@ def calibrate_batchnorm(model, data, ratios=None, steps=10, batch_size=256):
     the moving statistics change; they are model weights, so they are saved
     with the model.
 
+    Calibrate on the images as training saw them: after training with
+    augmentation, pass the augmented pipeline (`zoo.recipes.training_dataset`,
+    or `zoo.recipes.calibrate_after_training` for a recipe), not the clean
+    images, whose statistics the layers were not trained on.
+
     Args:
         model: a `zoo.DynamicModel`.
         data: training images, as an array, `(images, labels)` or a batched
-            `tf.data.Dataset` (see `zoo.batches.as_dataset`).
+            `tf.data.Dataset` (see `zoo.batches.as_dataset`), augmented as
+            in training.
         ratios: operating points to calibrate (default: all of the model's).
         steps: number of batches per ratio.
         batch_size: batch size when `data` is an array.

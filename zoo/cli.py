@@ -58,6 +58,12 @@ def make_parser():
         help="BackupAndRestore folder: an interrupted preset run resumes from it "
         "(default: KERAS_HOME/zoo/runs/PRESET-<recipe hash>)",
     )
+    train.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="with --preset: no training; recalibrate the published weights' batch norm "
+        "and publish them again",
+    )
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model")
     evaluate.add_argument("model_path", help="a .keras file saved by `train`")
     for command in (train, evaluate):
@@ -74,9 +80,13 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = make_parser().parse_args(argv or ["train"])
     keras.utils.set_random_seed(args.seed)
+    if args.command == "train" and args.recalibrate and not args.preset:
+        raise SystemExit("--recalibrate republishes a preset: give it with --preset NAME.")
     if args.command == "train" and args.preset:
-        from zoo.preset_training import train_preset
+        from zoo.preset_training import recalibrate_preset, train_preset
 
+        if args.recalibrate:
+            return recalibrate_preset(args.preset, args.data_dir, args.weights_dir, args.seed)
         return train_preset(
             args.preset, args.data_dir, args.weights_dir, args.checkpoint_dir, args.seed
         )

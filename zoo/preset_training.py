@@ -5,26 +5,21 @@ import json
 import os
 
 from zoo import datasets, presets, weights_download
-from zoo.batchnorm import calibrate_batchnorm
 from zoo.cost import cost
 from zoo.evaluation import evaluate_ratios
 from zoo.models import build
-from zoo.recipes import train_recipe
+from zoo.recipes import calibrate_after_training, train_recipe
 
 
 def train_preset(name, data_dir=None, weights_dir="saved_models", checkpoint_dir=None, seed=0):
     """Trains preset `name` from its recipe, then publishes its weights.
 
     Trains on the first 90% of the training split (the last 10% is the
-    validation data the recipe's callbacks read), calibrates batch norm,
-    measures test accuracy at every operating point, writes
-    `weights_dir/NAME.weights.h5`, records its sha256 in
-    `weights_dir/manifest.json`, and rewrites the preset's registry entry.
+    validation data the recipe's callbacks read), then `publish_preset`.
     """
     preset = presets.get_preset(name)
     recipe = preset["recipe"]
     x, y = datasets.load_arrays(preset["dataset"], "train", data_dir)
-    test = datasets.load_arrays(preset["dataset"], "test", data_dir)
     split = len(x) * 9 // 10
     model = build(preset["architecture"], **preset["arguments"])
     # Keyed by the recipe: a backup of another recipe must never be resumed.
@@ -44,7 +39,33 @@ def train_preset(name, data_dir=None, weights_dir="saved_models", checkpoint_dir
         seed,
         verbose=2,
     )
-    calibrate_batchnorm(model, x[:split])
+    return publish_preset(name, model, data_dir, weights_dir, seed)
+
+
+def recalibrate_preset(name, data_dir=None, weights_dir="saved_models", seed=0):
+    """Publishes trained preset `name` again with batch norm calibrated anew.
+
+    No training: the published weights are loaded, their batch-norm
+    statistics recomputed by `calibrate_after_training`, and the preset's
+    weights, sha256 and accuracy rewritten as `train_preset` would.
+    """
+    model = presets.load(name, pretrained=True)
+    return publish_preset(name, model, data_dir, weights_dir, seed)
+
+
+def publish_preset(name, model, data_dir=None, weights_dir="saved_models", seed=0):
+    """Calibrates a trained preset's batch norm, measures it and publishes it.
+
+    Calibrates on the training pipeline (the first 90% of the training
+    split), measures test accuracy at every operating point, writes
+    `weights_dir/NAME.weights.h5`, records its sha256 in
+    `weights_dir/manifest.json`, and rewrites the preset's registry entry.
+    """
+    preset = presets.get_preset(name)
+    x, y = datasets.load_arrays(preset["dataset"], "train", data_dir)
+    test = datasets.load_arrays(preset["dataset"], "test", data_dir)
+    split = len(x) * 9 // 10
+    calibrate_after_training(model, (x[:split], y[:split]), preset["recipe"], seed)
     accuracy = evaluate_ratios(model, test, model.operating_points)
     os.makedirs(weights_dir, exist_ok=True)
     path = os.path.join(weights_dir, preset["weights"])
