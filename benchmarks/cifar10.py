@@ -354,6 +354,26 @@ def plot(results, path):
     figure.savefig(path, dpi=100)
 
 
+def stored_results(name):
+    path = os.path.join(RESULTS, f"{name}.json")
+    if not os.path.exists(path):
+        return {"architectures": {}}
+    with open(path) as file:
+        return json.load(file)
+
+
+def store_row(name, architecture, method, row, quick):
+    """Writes one result, re-reading the file first: rows that another run
+    wrote meanwhile (training takes hours) are kept."""
+    results = stored_results(name)
+    entry = results["architectures"].setdefault(architecture, {"methods": {}})
+    entry["methods"][method] = row
+    entry["methods"] = {n: entry["methods"][n] for n in METHODS if n in entry["methods"]}
+    epochs = {a: ARCHITECTURES[a]["epochs"] for a in results["architectures"]}
+    results.update({"epochs": epochs, "quick": quick, "machine": machine()})
+    write_results(name, results, markdown(results), readme=not quick)
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -370,30 +390,20 @@ def main():
     args = parser.parse_args()
 
     name = "cifar10_quick" if args.quick else "cifar10"
-    path = os.path.join(RESULTS, f"{name}.json")
-    results = {"architectures": {}}
-    if os.path.exists(path):
-        with open(path) as file:
-            results = json.load(file)
     data = None if args.report else load_data(args.quick)
     for architecture in [] if args.report else args.archs:
-        entry = results["architectures"].setdefault(architecture, {"methods": {}})
         for method in args.only or list(METHODS):
-            done = entry["methods"].get(method, {}).get("calibration") == CALIBRATION
-            if done and not args.force:
+            done = stored_results(name)["architectures"].get(architecture, {"methods": {}})
+            if done["methods"].get(method, {}).get("calibration") == CALIBRATION and not args.force:
                 continue
             print(f"{architecture} / {method}...", flush=True)
             if method == "individual":
-                entry["methods"][method] = run_individual(
-                    architecture, data, args.quick, args.force
-                )
+                row = run_individual(architecture, data, args.quick, args.force)
             else:
-                entry["methods"][method] = run_single_model(architecture, method, data, args.quick)
-            entry["methods"] = {n: entry["methods"][n] for n in METHODS if n in entry["methods"]}
-            print(f"  {entry['methods'][method]['accuracy']}", flush=True)
-            epochs = {a: ARCHITECTURES[a]["epochs"] for a in results["architectures"]}
-            results.update({"epochs": epochs, "quick": args.quick, "machine": machine()})
-            write_results(name, results, markdown(results), readme=not args.quick)
+                row = run_single_model(architecture, method, data, args.quick)
+            print(f"  {row['accuracy']}", flush=True)
+            store_row(name, architecture, method, row, args.quick)
+    results = stored_results(name)
     write_results(name, results, markdown(results), readme=not args.quick)
     plot(results, os.path.join(RESULTS, f"{name}.png"))
 
