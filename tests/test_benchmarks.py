@@ -24,3 +24,18 @@ def test_cifar10_tesla_gives_every_task_its_share_of_the_budget(architecture):
     rounds = recipe["epochs"] * cifar10.ROUNDS_PER_EPOCH
     assert recipe["max_rounds_per_task"] * len(recipe["ratios"]) <= rounds
     assert recipe["max_rounds_per_task"] >= rounds // len(recipe["ratios"])
+
+
+def test_cifar10_rows_of_another_calibration_are_marked_and_not_compared():
+    cifar10 = importlib.import_module("benchmarks.cifar10")
+    accuracy = {f"{r:.2f}": 70.0 for r in cifar10.RATIOS}
+    row = {"accuracy": accuracy, "mult_adds": dict.fromkeys(accuracy, 1e6), "seconds": 60.0}
+    current = {**row, "source": "trained by this script", "calibration": cifar10.CALIBRATION}
+    stale = {**row, "source": "trained by this script"}
+    methods = {"sandwich": current, "individual": stale}
+    (check,) = cifar10.target_checks("mobilenet", methods)
+    assert check[1] is None and "not comparable" in check[0]
+    table = cifar10.markdown({"architectures": {"mobilenet": {"methods": methods}}})
+    assert "networks (one per ratio) † |" in table and "distillation † |" not in table
+    methods["individual"] = current
+    assert cifar10.target_checks("mobilenet", methods)[0][1] is True
