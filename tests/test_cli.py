@@ -27,3 +27,8 @@ def test_python_dash_m_zoo_help():
 def test_bad_ratios_flag():
     with pytest.raises(SystemExit):
         cli.main(["train", "--ratios", "0.5,2"])
+
+
+def test_recalibrate_needs_a_preset():
+    with pytest.raises(SystemExit, match="--preset NAME"):
+        cli.main(["train", "--recalibrate"])
