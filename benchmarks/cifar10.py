@@ -144,10 +144,11 @@ def checkpoint_dir(architecture, arguments, recipe, seed):
 
 
 def train(architecture, arguments, recipe, data, seed=0):
-    """Trains a model once, then calibrates its batch norm.
+    """Trains a model once, then calibrates its batch norm; returns it and
+    its training time in seconds.
 
-    The trained weights are kept beside the checkpoint, so that a later
-    run redoes calibration and evaluation without training again.
+    The trained weights (and the time) are kept beside the checkpoint, so
+    that a later run redoes calibration and evaluation without training.
     """
     keras.utils.set_random_seed(seed)
     model = zoo.build(architecture, **arguments)
@@ -156,11 +157,17 @@ def train(architecture, arguments, recipe, data, seed=0):
     trained = directory + ".weights.h5"
     if os.path.exists(trained):
         model.load_weights(trained)
+        with open(trained + ".json") as file:
+            seconds = json.load(file)["train_seconds"]
     else:
+        start = time.perf_counter()
         train_recipe(model, recipe, train_data, validation, directory, seed, verbose=2)
+        seconds = time.perf_counter() - start
         save_weights_without_optimizer(model, trained)
+        with open(trained + ".json", "w") as file:
+            json.dump({"train_seconds": seconds}, file)
     calibrate_after_training(model, train_data, recipe, seed)
-    return model
+    return model, seconds
 
 
 def published_preset(architecture, arguments, recipe):
@@ -180,16 +187,15 @@ def run_single_model(architecture, name, data, quick):
     arguments = arguments_for(architecture, name)
     ratios = ARCHITECTURES[architecture]["ratios"]
     source = None if quick else published_preset(architecture, arguments, recipe)
-    start = time.perf_counter()
     if source:
-        model = zoo.load(source, pretrained=True)
+        model, seconds = zoo.load(source, pretrained=True), None
     else:
-        model = train(architecture, arguments, recipe, data)
+        model, seconds = train(architecture, arguments, recipe, data)
     accuracy = zoo.evaluate_ratios(model, data[2], ratios, batch_size=500)
     return {
         "accuracy": {f"{r:.2f}": 100.0 * accuracy[r] for r in ratios},
         "mult_adds": {f"{r:.2f}": zoo.cost(model, r)["flops"] for r in ratios},
-        "seconds": None if source else time.perf_counter() - start,
+        "seconds": seconds,
         "source": f"preset {source}" if source else "trained by this script",
         "calibration": CALIBRATION,
         "recipe": recipe,
@@ -225,12 +231,11 @@ def individual_network(architecture, ratio, recipe, data, quick, force):
             network = json.load(file)
         if network.get("calibration") == CALIBRATION:
             return network
-    start = time.perf_counter()
-    model = train(architecture, arguments, recipe, data)
+    model, seconds = train(architecture, arguments, recipe, data)
     network = {
         "accuracy": 100.0 * zoo.evaluate_ratios(model, data[2], [1.0], batch_size=500)[1.0],
         "mult_adds": zoo.cost(model, 1.0)["flops"],
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,
         "calibration": CALIBRATION,
     }
     if not quick:
