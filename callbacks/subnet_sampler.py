@@ -18,7 +18,10 @@ class SubnetSampler(keras.callbacks.Callback):
     - **Sandwich rule** (slimmable networks, `sandwich=True`): every step
       trains the widest and the narrowest ratio and `num_ratios - 2` random
       ones, the narrower ones distilled in place from the widest's soft
-      output (`distillation`).
+      output (`distillation`). With `ratios` and `replace=False` the random
+      ones are distinct and strictly between the widest and the narrowest:
+      `ratios=[0.25, 0.5, 0.75, 1.0], num_ratios=4, replace=False` trains
+      every operating point at every step.
 
     - **Non-uniform sub-nets** (`nonuniform=True`, Yang and Fan; chain
       models such as mlp, vgg16, mobilenet): every draw gives each width
@@ -37,6 +40,9 @@ class SubnetSampler(keras.callbacks.Callback):
         per: `"batch"` or `"epoch"`.
         sandwich: use the sandwich rule (implies `per="batch"`).
         num_ratios: ratios per step under the sandwich rule (at least 2).
+        replace: whether the sandwich rule's random ratios are drawn with
+            replacement; `False` needs `ratios` with at least
+            `num_ratios` of them.
         distillation: in-place distillation weight in [0, 1] for the
             sandwich rule.
         seed: seed of the draws.
@@ -59,6 +65,7 @@ class SubnetSampler(keras.callbacks.Callback):
         seed=0,
         nonuniform=False,
         reorder="l1",
+        replace=True,
     ):
         super().__init__()
         if (ratios is None) == (ratio_range is None):
@@ -79,6 +86,12 @@ class SubnetSampler(keras.callbacks.Callback):
             raise ValueError(f"The sandwich rule needs `num_ratios` >= 2; got {num_ratios}.")
         if not 0.0 <= distillation <= 1.0:
             raise ValueError(f"`distillation` must be in [0, 1]; got {distillation}.")
+        if not replace and (self.ratios is None or len(self.ratios) < int(num_ratios)):
+            raise ValueError(
+                "`replace=False` draws distinct ratios from `ratios`, so it needs `ratios` with "
+                f"at least `num_ratios` ({num_ratios}) of them; got ratios={ratios}."
+            )
+        self.replace = bool(replace)
         self.per = "batch" if sandwich else per
         self.sandwich = sandwich
         self.num_ratios = int(num_ratios)
@@ -94,8 +107,12 @@ class SubnetSampler(keras.callbacks.Callback):
         rng = np.random.default_rng([self.seed, int(step)])
         if not self.sandwich:
             return [self._draw(rng)]
-        middle = sorted((self._draw(rng) for _ in range(self.num_ratios - 2)), reverse=True)
-        return [self.high] + middle + [self.low]
+        if self.replace:
+            middle = [self._draw(rng) for _ in range(self.num_ratios - 2)]
+        else:
+            inner = [r for r in self.ratios if self.low < r < self.high]
+            middle = [float(r) for r in rng.choice(inner, self.num_ratios - 2, replace=False)]
+        return [self.high] + sorted(middle, reverse=True) + [self.low]
 
     def sample_layers(self, step, groups):
         """Per-group ratios of each sub-net trained at `step` (non-uniform)."""

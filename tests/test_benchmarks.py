@@ -26,6 +26,15 @@ def test_cifar10_tesla_gives_every_task_its_share_of_the_budget(architecture):
     assert recipe["max_rounds_per_task"] >= rounds // len(recipe["ratios"])
 
 
+def test_cifar10_sandwich_points_trains_every_operating_point_each_step():
+    from zoo.recipes import recipe_callbacks
+
+    cifar10 = importlib.import_module("benchmarks.cifar10")
+    recipe = cifar10.recipe_for("vgg16", "sandwich_points", quick=False)
+    (sampler,) = recipe_callbacks(recipe, None)
+    assert sampler.sample(0) == sampler.sample(7) == [1.0, 0.75, 0.5, 0.25, 0.2]
+
+
 def test_cifar10_rows_of_another_calibration_are_marked_and_not_compared():
     cifar10 = importlib.import_module("benchmarks.cifar10")
     accuracy = {f"{r:.2f}": 70.0 for r in cifar10.RATIOS}

@@ -170,6 +170,19 @@ def test_sandwich_set_has_widest_narrowest_and_random(data):
     assert len({tuple(p["ratios"]) for p in record.plans}) == len(record.plans)
 
 
+def test_sandwich_without_replacement_draws_distinct_inner_ratios():
+    points = callbacks.SubnetSampler(
+        ratios=[0.25, 0.5, 0.75, 1.0], sandwich=True, num_ratios=4, replace=False
+    )
+    assert all(points.sample(step) == [1.0, 0.75, 0.5, 0.25] for step in range(10))
+    some = callbacks.SubnetSampler(
+        ratios=[0.1, 0.3, 0.5, 0.7, 1.0], sandwich=True, num_ratios=4, replace=False
+    )
+    for step in range(20):
+        middle = some.sample(step)[1:-1]
+        assert len(set(middle)) == 2 and set(middle) <= {0.3, 0.5, 0.7}
+
+
 def test_sampler_per_epoch(data):
     model, record = mlp(0.01), RecordPlans()
     sampler = callbacks.SubnetSampler(ratios=[1.0, 0.5, 0.25], per="epoch", seed=0)
@@ -186,6 +199,10 @@ def test_sampler_rejects_bad_arguments():
         callbacks.SubnetSampler(ratio_range=(0.5, 0.2))
     with pytest.raises(ValueError, match="empty"):
         callbacks.SubnetSampler(ratios=[])
+    with pytest.raises(ValueError, match="replace=False.*at least `num_ratios` \\(4\\)"):
+        callbacks.SubnetSampler(ratios=[1.0, 0.5, 0.25], sandwich=True, replace=False)
+    with pytest.raises(ValueError, match="replace=False"):
+        callbacks.SubnetSampler(ratio_range=(0.1, 1.0), sandwich=True, replace=False)
 
 
 def test_sampler_does_not_retrace(data):

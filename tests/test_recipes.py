@@ -74,6 +74,9 @@ def test_sandwich_recipe_draws_from_its_ratios_when_given():
     assert drawn <= set(grid) and len(drawn) == 4
     (sampler,) = recipe_callbacks({"method": "sandwich", "ratio_range": [0.25, 1.0]}, None)
     assert sampler.ratios is None and (sampler.low, sampler.high) == (0.25, 1.0)
+    every_point = {"method": "sandwich", "ratios": grid, "num_ratios": 4, "replace": False}
+    (sampler,) = recipe_callbacks(every_point, None)
+    assert sampler.sample(0) == sampler.sample(1) == grid
 
 
 def test_calibration_after_augmented_training_reads_the_augmented_pipeline():

@@ -19,7 +19,8 @@ Methods: `"idp"` (full-width training with the model's profile),
 `"tesla"` / `"r_tesla"` (`TaskwiseEarlyStopping`, `"atp": true` for the
 trainable profile, `"max_rounds_per_task"` to cap TESLA's tasks),
 `"single_path"` and `"sandwich"` (`SubnetSampler`; its random ratios come
-from `"ratios"` if given, else `"ratio_range"`).
+from `"ratios"` if given, else `"ratio_range"`, and `"replace": false`
+draws them distinct).
 """
 
 import math
@@ -71,6 +72,7 @@ def recipe_callbacks(recipe, validation_data, seed=0):
             **draws,
             sandwich=True,
             num_ratios=recipe.get("num_ratios", 4),
+            replace=recipe.get("replace", True),
             distillation=recipe.get("distillation", 1.0),
             seed=seed,
         )
