@@ -32,8 +32,9 @@ Methods (see `METHODS`):
 Results go to `benchmarks/results/cifar10.{json,md,png}` and the README.
 Each (architecture, method) result is written as soon as it is done, so an
 interrupted run resumes where it stopped (`--force` recomputes), the
-individual networks one by one (each one's result is kept beside its
-checkpoint), and the training itself resumes from a checkpoint under
+individual networks one by one (each network's result goes to the results
+file under `individual_networks`, so a row can span sessions and
+machines), and the training itself resumes from a checkpoint under
 `KERAS_HOME/zoo/runs`.
 
 Usage:
@@ -233,15 +234,15 @@ def run_individual(architecture, data, quick, force=False):
 
 
 def individual_network(architecture, ratio, recipe, data, quick, force):
-    """One individually trained network's result, kept next to its
-    checkpoint so that an interrupted row resumes after the networks done."""
+    """One individually trained network's result. Each is written to the
+    results file as soon as it is done, so that a row spanning several
+    sessions (or machines) resumes after the networks already trained."""
     arguments = arguments_for(architecture, "individual", ratio)
-    done = checkpoint_dir(architecture, arguments, recipe, 0) + ".json"
-    if os.path.exists(done) and not (quick or force):
-        with open(done) as file:
-            network = json.load(file)
-        if network.get("calibration") == CALIBRATION:
-            return network
+    key = f"{ratio:.2f}"
+    entry = stored_results("cifar10")["architectures"].get(architecture, {})
+    network = entry.get("individual_networks", {}).get(key)
+    if network and network.get("calibration") == CALIBRATION and not (quick or force):
+        return network
     model, seconds = train(architecture, arguments, recipe, data)
     network = {
         "accuracy": 100.0 * zoo.evaluate_ratios(model, data[2], [1.0], batch_size=500)[1.0],
@@ -250,8 +251,7 @@ def individual_network(architecture, ratio, recipe, data, quick, force):
         "calibration": CALIBRATION,
     }
     if not quick:
-        with open(done, "w") as file:
-            json.dump(network, file)
+        store_network(architecture, key, network)
     return network
 
 
@@ -306,6 +306,8 @@ def markdown(results):
     lines = []
     for architecture, entry in results["architectures"].items():
         methods = entry["methods"]
+        if not methods:
+            continue
         ratios = [f"{r:.2f}" for r in ARCHITECTURES[architecture]["ratios"]]
         lines += [f"**{architecture}**", ""]
         lines.append("| method | " + " | ".join(ratios) + " | train time | source |")
@@ -395,6 +397,14 @@ def store_row(name, architecture, method, row, quick):
     epochs = {a: ARCHITECTURES[a]["epochs"] for a in results["architectures"]}
     results.update({"epochs": epochs, "quick": quick, "machine": machine()})
     write_results(name, results, markdown(results), readme=not quick)
+
+
+def store_network(architecture, key, network):
+    """Writes one individually trained network's result (re-reading first)."""
+    results = stored_results("cifar10")
+    entry = results["architectures"].setdefault(architecture, {"methods": {}})
+    entry.setdefault("individual_networks", {})[key] = network
+    write_results("cifar10", results, markdown(results), readme=True)
 
 
 def main():

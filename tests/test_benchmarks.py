@@ -48,3 +48,18 @@ def test_cifar10_rows_of_another_calibration_are_marked_and_not_compared():
     assert "networks (one per ratio) † |" in table and "distillation † |" not in table
     methods["individual"] = current
     assert cifar10.target_checks("mobilenet", methods)[0][1] is True
+
+
+def test_cifar10_individual_networks_resume_from_the_results_file(monkeypatch):
+    cifar10 = importlib.import_module("benchmarks.cifar10")
+    done = {"accuracy": 61.0, "mult_adds": 5, "seconds": 9.0, "calibration": cifar10.CALIBRATION}
+    stored = {"architectures": {"resnet20": {"methods": {}, "individual_networks": {"0.25": done}}}}
+    written = []
+    monkeypatch.setattr(cifar10, "stored_results", lambda name: stored)
+    monkeypatch.setattr(cifar10, "write_results", lambda *args, **kwargs: written.append(args))
+    monkeypatch.setattr(cifar10, "train", lambda *args: pytest.fail("trained a stored network"))
+    recipe = cifar10.recipe_for("resnet20", "individual", quick=False)
+    assert cifar10.individual_network("resnet20", 0.25, recipe, None, False, False) == done
+    cifar10.store_network("resnet20", "0.50", {**done, "accuracy": 70.0})
+    assert set(stored["architectures"]["resnet20"]["individual_networks"]) == {"0.25", "0.50"}
+    assert "resnet20" not in written[0][2]  # no table for an architecture without a finished row
