@@ -91,6 +91,11 @@ class SubnetSampler(keras.callbacks.Callback):
                 "`replace=False` draws distinct ratios from `ratios`, so it needs `ratios` with "
                 f"at least `num_ratios` ({num_ratios}) of them; got ratios={ratios}."
             )
+        if not replace and nonuniform:
+            raise ValueError(
+                "`replace=False` draws distinct uniform ratios; non-uniform sub-nets draw a "
+                "ratio per width group, so use it with `nonuniform=False`."
+            )
         self.replace = bool(replace)
         self.per = "batch" if sandwich else per
         self.sandwich = sandwich

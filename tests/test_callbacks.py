@@ -203,6 +203,10 @@ def test_sampler_rejects_bad_arguments():
         callbacks.SubnetSampler(ratios=[1.0, 0.5, 0.25], sandwich=True, replace=False)
     with pytest.raises(ValueError, match="replace=False"):
         callbacks.SubnetSampler(ratio_range=(0.1, 1.0), sandwich=True, replace=False)
+    with pytest.raises(ValueError, match="nonuniform=False"):
+        callbacks.SubnetSampler(
+            ratios=[1.0, 0.5, 0.25], sandwich=True, num_ratios=3, replace=False, nonuniform=True
+        )
 
 
 def test_sampler_does_not_retrace(data):
