@@ -46,7 +46,6 @@ import hashlib
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -54,7 +53,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import zoo  # noqa: E402
-from benchmarks.common import RESULTS, machine, write_results  # noqa: E402
+from benchmarks.common import RESULTS, TrainingClock, machine, write_results  # noqa: E402
 from zoo import presets, weights_download  # noqa: E402
 from zoo.preset_training import save_weights_without_optimizer  # noqa: E402
 from zoo.recipes import calibrate_after_training, train_recipe  # noqa: E402
@@ -172,9 +171,11 @@ def train(architecture, arguments, recipe, data, seed=0):
         with open(trained + ".json") as file:
             seconds = json.load(file)["train_seconds"]
     else:
-        start = time.perf_counter()
-        train_recipe(model, recipe, train_data, validation, directory, seed, verbose=2)
-        seconds = time.perf_counter() - start
+        clock = TrainingClock(os.path.join(directory, "train_seconds.json"))
+        train_recipe(
+            model, recipe, train_data, validation, directory, seed, verbose=2, callbacks=[clock]
+        )
+        seconds = clock.seconds
         save_weights_without_optimizer(model, trained)
         with open(trained + ".json", "w") as file:
             json.dump({"train_seconds": seconds}, file)

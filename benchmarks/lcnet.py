@@ -39,7 +39,6 @@ import hashlib
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -49,7 +48,7 @@ import tensorflow as tf  # noqa: E402
 
 import zoo  # noqa: E402
 from benchmarks.cifar10 import ARCHITECTURES, COMMON, load_data  # noqa: E402
-from benchmarks.common import RESULTS, machine, write_results  # noqa: E402
+from benchmarks.common import RESULTS, TrainingClock, machine, write_results  # noqa: E402
 from zoo import weights_download  # noqa: E402
 from zoo.latency import measure_latency, time_call  # noqa: E402
 from zoo.recipes import calibrate_after_training, train_recipe  # noqa: E402
@@ -80,9 +79,9 @@ def cached_training(name, key_parts, build, recipe, train, validation):
             return keras.saving.load_model(trained), json.load(file)["train_seconds"]
     keras.utils.set_random_seed(0)
     model = build()
-    start = time.perf_counter()
-    train_recipe(model, recipe, train, validation, checkpoint, verbose=2)
-    seconds = time.perf_counter() - start
+    clock = TrainingClock(os.path.join(checkpoint, "train_seconds.json"))
+    train_recipe(model, recipe, train, validation, checkpoint, verbose=2, callbacks=[clock])
+    seconds = clock.seconds
     model.save(trained)
     with open(checkpoint + ".json", "w") as file:
         json.dump({"train_seconds": seconds}, file)

@@ -2,6 +2,7 @@
 their recipes hold together."""
 
 import importlib
+import json
 import pathlib
 
 import pytest
@@ -63,3 +64,25 @@ def test_cifar10_individual_networks_resume_from_the_results_file(monkeypatch):
     cifar10.store_network("resnet20", "0.50", {**done, "accuracy": 70.0})
     assert set(stored["architectures"]["resnet20"]["individual_networks"]) == {"0.25", "0.50"}
     assert "resnet20" not in written[0][2]  # no table for an architecture without a finished row
+
+
+def test_training_clock_counts_on_from_an_interrupted_run(tmp_path):
+    from benchmarks.common import TrainingClock
+
+    path = tmp_path / "train_seconds.json"
+    first = TrainingClock(str(path))
+    first.on_train_begin()
+    first.on_epoch_end(0)
+    assert json.loads(path.read_text())["epochs"] == 1
+
+    path.write_text(json.dumps({"seconds": 100.0, "epochs": 3}))  # as if 3 epochs took 100 s
+    resumed = TrainingClock(str(path))
+    resumed.on_train_begin()
+    resumed.on_epoch_end(3)
+    resumed.on_train_end()
+    assert 100.0 < resumed.seconds < 150.0
+    assert json.loads(path.read_text()) == {
+        "seconds": pytest.approx(resumed.seconds, abs=1.0),
+        "epochs": 4,
+    }
+    assert not list(tmp_path.glob("*.partial"))

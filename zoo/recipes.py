@@ -142,13 +142,21 @@ def calibrate_after_training(model, train_data, recipe, seed=0, steps=20):
 
 
 def train_recipe(
-    model, recipe, train_data, validation_data, checkpoint_dir=None, seed=0, verbose=1
+    model,
+    recipe,
+    train_data,
+    validation_data,
+    checkpoint_dir=None,
+    seed=0,
+    verbose=1,
+    callbacks=(),
 ):
     """Compiles and fits `model` by `recipe`; resumable through `checkpoint_dir`.
 
     With `checkpoint_dir`, `keras.callbacks.BackupAndRestore` saves the
     model (weights, optimizer and the callbacks' progress) every epoch, so a
-    run interrupted at any point resumes where it stopped.
+    run interrupted at any point resumes where it stopped. `callbacks` are
+    passed to `fit` after the recipe's own and the backup.
     """
     keras.utils.set_random_seed(seed)
     steps_per_epoch = math.ceil(len(train_data[0]) / recipe.get("batch_size", 128))
@@ -172,7 +180,7 @@ def train_recipe(
     model.fit(
         **inputs,
         epochs=recipe["epochs"],
-        callbacks=recipe_callbacks(recipe, validation_data, seed) + extra,
+        callbacks=recipe_callbacks(recipe, validation_data, seed) + extra + list(callbacks),
         verbose=verbose,
     )
     return model
