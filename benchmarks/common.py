@@ -9,6 +9,8 @@ import time
 import keras
 import tensorflow as tf
 
+from zoo import atomic_files
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
@@ -55,10 +57,7 @@ class TrainingClock(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds = self._earlier + time.perf_counter() - self._start
-        partial = self.path + ".partial"
-        with open(partial, "w") as file:
-            json.dump({"seconds": self.seconds, "epochs": epoch + 1}, file)
-        os.replace(partial, self.path)
+        atomic_files.write_json(self.path, {"seconds": self.seconds, "epochs": epoch + 1})
 
     def on_train_end(self, logs=None):
         self.seconds = self._earlier + time.perf_counter() - self._start
@@ -67,10 +66,8 @@ class TrainingClock(keras.callbacks.Callback):
 def write_results(name, data, markdown, readme=True):
     """Writes `results/<name>.json` and `results/<name>.md`, then the README."""
     os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, f"{name}.json"), "w") as file:
-        json.dump(data, file, indent=2)
-        file.write("\n")
-    with open(os.path.join(RESULTS, f"{name}.md"), "w") as file:
+    atomic_files.write_json(os.path.join(RESULTS, f"{name}.json"), data, sort_keys=False)
+    with atomic_files.atomic_open(os.path.join(RESULTS, f"{name}.md")) as file:
         file.write(markdown)
     if readme:
         embed_in_readme(name, markdown)
@@ -88,5 +85,5 @@ def embed_in_readme(name, markdown):
         readme = pattern.sub(lambda _: block, readme, count=1)
     else:
         readme = readme.rstrip() + "\n\n" + block + "\n"
-    with open(path, "w") as file:
+    with atomic_files.atomic_open(path) as file:
         file.write(readme)

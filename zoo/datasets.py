@@ -23,10 +23,11 @@ import hashlib
 import os
 import re
 import tarfile
-import tempfile
 
 import numpy as np
 import tensorflow as tf
+
+from zoo import atomic_files
 
 DATA_DIR_ENV = "ZOO_DATA_DIR"
 NAMES = ("mnist", "cifar10", "digits")
@@ -232,15 +233,8 @@ def _cache_path(source):
 
 
 def _atomic_save_npz(path, arrays):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_files.atomic_open(path, "wb") as file:
+        np.savez(file, **arrays)
 
 
 def _decode_image_folders(source):

@@ -4,7 +4,7 @@ import hashlib
 import json
 import os
 
-from zoo import datasets, presets, weights_download
+from zoo import atomic_files, datasets, presets, weights_download
 from zoo.cost import cost
 from zoo.evaluation import evaluate_ratios
 from zoo.models import build
@@ -105,7 +105,4 @@ def _update_manifest(weights_dir, filename, digest, size):
         with open(path) as file:
             manifest = json.load(file)
     manifest[filename] = {"sha256": digest, "bytes": size}
-    with open(path + ".tmp", "w") as file:
-        json.dump(manifest, file, indent=2, sort_keys=True)
-        file.write("\n")
-    os.replace(path + ".tmp", path)
+    atomic_files.write_json(path, manifest)

@@ -15,7 +15,7 @@ model = zoo.load("mlp_mnist", pretrained=True)
 import json
 import os
 
-from zoo import weights_download
+from zoo import atomic_files, weights_download
 from zoo.models import build
 
 REGISTRY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets.json")
@@ -99,8 +99,4 @@ def update_preset(name, **fields):
     """Rewrites preset `name`'s registry entry with `fields` (used by training)."""
     registry = _registry()
     registry[name].update(fields)
-    temporary = REGISTRY + ".tmp"
-    with open(temporary, "w") as file:
-        json.dump(registry, file, indent=2, sort_keys=True)
-        file.write("\n")
-    os.replace(temporary, REGISTRY)
+    atomic_files.write_json(REGISTRY, registry)
