@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from zoo.effort.preparation import effort_layers
 from zoo.effort.tuning import ATTRIBUTES, accuracy
-from zoo.latency import time_call
+from zoo.latency import paired_speedup
 
 PARTS = ("dot_products", "spet", "sdss", "sfma")
 
@@ -60,12 +60,12 @@ def operations(model, images, batch_size=250):
     return result
 
 
-def latency(model, batch_size, repeats=20):
-    """Median seconds of one compiled forward pass at `batch_size`."""
+def forward_call(model, batch_size):
+    """A function of no arguments: one compiled forward pass at `batch_size`."""
     forward = tf.function(lambda images: model(images, training=False))
     shape = (batch_size,) + tuple(model.inputs[0].shape[1:])
     images = tf.constant(np.random.default_rng(0).uniform(0, 255, shape).astype("float32"))
-    return time_call(forward, images, repeats=repeats)
+    return lambda: forward(images)
 
 
 def report(model, data, batch_sizes=(1, 64), repeats=20, batch_size=250):
@@ -85,7 +85,8 @@ def report(model, data, batch_sizes=(1, 64), repeats=20, batch_size=250):
         per input), `"layers"` (per layer: knobs, thresholds, mean operations
         and their parts), `"accuracy"` and `"baseline_accuracy"` when labels
         are given, and `"latency"` (`{batch size: {"knobs": s, "baseline": s,
-        "speedup": x}}`).
+        "speedup": x, "speedup_interval": [low, high]}}`, median seconds of
+        each, timed in alternation, and the speedup's 90% interval).
 
     Example:
     >>> zoo.effort.report(fast, (x_test, y_test))["reduction"]
@@ -122,11 +123,11 @@ def report(model, data, batch_sizes=(1, 64), repeats=20, batch_size=250):
         result["baseline_accuracy"] = accuracy(baseline, images, labels, batch_size)
     result["latency"] = {}
     for size in batch_sizes:
-        timed = latency(model, size, repeats)
-        reference = latency(baseline, size, repeats)
+        timed = paired_speedup(forward_call(baseline, size), forward_call(model, size), repeats)
         result["latency"][size] = {
-            "knobs": timed,
-            "baseline": reference,
-            "speedup": reference / timed,
+            "knobs": timed["candidate"],
+            "baseline": timed["reference"],
+            "speedup": timed["speedup"],
+            "speedup_interval": [timed["low"], timed["high"]],
         }
     return result
