@@ -12,10 +12,14 @@ depend on the weights), at ratios 1.0, 0.75, 0.5, 0.25 and batch sizes 1 and
   are multiplied by zero after every layer.
 
 Each time is the median of repeated calls of a `tf.function` (after warm-up),
-result fetched. Usage: `python benchmarks/latency.py [--quick]`.
+result fetched. The dynamic model and the static sub-net are timed in
+alternation (`zoo.latency.paired_speedup`), so their ratio comes with a 90%
+bootstrap interval and a slow spell of the machine slows both alike.
+Usage: `python benchmarks/latency.py [--quick]`.
 """
 
 import argparse
+import functools
 import os
 import sys
 
@@ -26,7 +30,7 @@ import tensorflow as tf  # noqa: E402
 
 import zoo  # noqa: E402
 from benchmarks.common import machine, write_results  # noqa: E402
-from zoo.latency import inference_function, time_call  # noqa: E402
+from zoo.latency import inference_function, paired_speedup, time_call  # noqa: E402
 from zoo.layers import DynamicLayer  # noqa: E402
 
 MODELS = {"mlp": dict(), "vgg16": dict(), "resnet20": dict(), "mobilenet": dict()}
@@ -65,6 +69,18 @@ def measure(function, *args):
     return time_call(function, *args, repeats=repeats_for(first), warmup=2)
 
 
+def measure_against_static(dynamic, static):
+    """Times `dynamic()` and `static()` in alternation; their ratio with its interval."""
+    first = time_call(dynamic, repeats=3, warmup=2)
+    paired = paired_speedup(dynamic, static, repeats=repeats_for(first), warmup=2)
+    return {
+        "dynamic_ms": 1000 * paired["reference"],
+        "static_ms": 1000 * paired["candidate"],
+        "dynamic_over_static": paired["speedup"],
+        "dynamic_over_static_interval": [paired["low"], paired["high"]],
+    }
+
+
 def benchmark_model(name, kwargs, ratios, batches):
     model = zoo.build(name, **kwargs)
     dynamic, masked = inference_function(model), masked_function(model)
@@ -81,8 +97,10 @@ def benchmark_model(name, kwargs, ratios, batches):
                 "batch": batch,
                 "ratio": ratio,
                 "flops": zoo.cost(model, ratio)["flops"],
-                "dynamic_ms": 1000 * measure(dynamic, images, ratio_tensor),
-                "static_ms": 1000 * measure(static, images),
+                **measure_against_static(
+                    functools.partial(dynamic, images, ratio_tensor),
+                    functools.partial(static, images),
+                ),
                 "masked_ms": 1000 * measure(masked, images, ratio_tensor),
             }
             rows.append(row)
@@ -93,9 +111,13 @@ def benchmark_model(name, kwargs, ratios, batches):
             )
     for row in rows:
         full = next(r for r in rows if r["batch"] == row["batch"] and r["ratio"] == 1.0)
-        row["dynamic_over_static"] = row["dynamic_ms"] / row["static_ms"]
         row["dynamic_vs_full"] = row["dynamic_ms"] / full["dynamic_ms"]
     return rows
+
+
+def overhead(row):
+    low, high = row["dynamic_over_static_interval"]
+    return f"{row['dynamic_over_static']:.2f}x ({low:.2f} to {high:.2f})"
 
 
 def markdown(rows):
@@ -107,7 +129,7 @@ def markdown(rows):
         lines.append(
             f"| {r['model']} | {r['batch']} | {r['ratio']:.2f} | {r['flops'] / 1e6:.2f}M | "
             f"{r['dynamic_ms']:.3f} | {r['static_ms']:.3f} | {r['masked_ms']:.3f} | "
-            f"{r['dynamic_over_static']:.2f}x | {r['dynamic_vs_full']:.2f} |"
+            f"{overhead(r)} | {r['dynamic_vs_full']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
