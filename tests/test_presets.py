@@ -172,6 +172,26 @@ def test_published_weights_leave_the_optimizer_out(tmp_path):
     loaded = zoo.build("mlp", num_classes=10, hidden_units=(8, 8))
     loaded.load_weights(path)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    assert os.listdir(tmp_path) == ["m.weights.h5"]
+
+
+def test_an_interrupted_weights_save_keeps_the_old_file(tmp_path, monkeypatch):
+    from zoo.preset_training import save_weights_without_optimizer
+
+    path = tmp_path / "m.weights.h5"
+    path.write_bytes(b"old")
+    model = zoo.build("mlp", num_classes=10, hidden_units=(8, 8))
+
+    def interrupted(self, filepath, **kwargs):
+        with open(filepath, "wb") as file:
+            file.write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras.Model, "save_weights", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_weights_without_optimizer(model, str(path))
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["m.weights.h5"]
 
 
 def test_recalibrating_a_preset_publishes_it_again(monkeypatch, tmp_path):

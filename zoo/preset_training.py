@@ -91,11 +91,21 @@ def save_weights_without_optimizer(model, path):
     `Model.save_weights` also stores a compiled model's optimizer
     variables: SGD's momentum doubles the file, which a user loading the
     preset for inference does not need. An uncompiled copy of the model,
-    given the same weights, writes the weights alone.
+    given the same weights, writes the weights alone. The file is written
+    beside `path` and then moved there, so an interrupted save never leaves
+    a half-written file where a cache or a later run would read it.
     """
     copy = model.__class__.from_config(model.get_config())
     copy.set_weights(model.get_weights())
-    copy.save_weights(path)
+    # Keras insists on the `.weights.h5` suffix, so the partial file keeps it.
+    partial = f"{path.removesuffix('.weights.h5')}.{os.getpid()}.partial.weights.h5"
+    try:
+        copy.save_weights(partial)
+        os.replace(partial, path)
+    except BaseException:
+        if os.path.exists(partial):
+            os.unlink(partial)
+        raise
 
 
 def _update_manifest(weights_dir, filename, digest, size):
