@@ -97,15 +97,8 @@ def save_weights_without_optimizer(model, path):
     """
     copy = model.__class__.from_config(model.get_config())
     copy.set_weights(model.get_weights())
-    # Keras insists on the `.weights.h5` suffix, so the partial file keeps it.
-    partial = f"{path.removesuffix('.weights.h5')}.{os.getpid()}.partial.weights.h5"
-    try:
+    with atomic_files.atomic_path(path, ".weights.h5") as partial:
         copy.save_weights(partial)
-        os.replace(partial, path)
-    except BaseException:
-        if os.path.exists(partial):
-            os.unlink(partial)
-        raise
 
 
 def _update_manifest(weights_dir, filename, digest, size):
