@@ -28,6 +28,18 @@ def effort_layers(model):
     return [layer for layer in model.layers if isinstance(layer, (EffortConv2D, EffortDense))]
 
 
+def effort_layer_inputs(model, images, batch_size=250):
+    """Yields, per batch of `images`, the list of what each knob layer
+    receives (in `effort_layers` order), computed eagerly: a `predict` per
+    call would trace a new function each time."""
+    layers = effort_layers(model)
+    probe = keras.Model(model.inputs, [layer.input for layer in layers])
+    for start in range(0, len(images), batch_size):
+        batch = keras.ops.convert_to_tensor(images[start : start + batch_size], "float32")
+        inputs = probe(batch, training=False)
+        yield inputs if len(layers) > 1 else [inputs]
+
+
 def prepare(model, compute_ratio=1.0):
     """A functional copy of `model` with every convolution and dense layer
     replaced by its effort-knob version, all knobs off.

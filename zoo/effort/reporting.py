@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo.effort.preparation import effort_layers
+from zoo.effort.preparation import effort_layer_inputs, effort_layers
 from zoo.effort.tuning import ATTRIBUTES, accuracy
 from zoo.latency import paired_speedup
 
@@ -37,12 +37,9 @@ def operations(model, images, batch_size=250):
     """
     layers = effort_layers(model)
     others = [layer for layer in model.layers if isinstance(layer, keras.layers.DepthwiseConv2D)]
-    probe = keras.Model(model.inputs, [layer.input for layer in layers])
     counts = {layer.name: {part: [] for part in ("total",) + PARTS} for layer in layers}
-    for start in range(0, len(images), batch_size):
-        batch = tf.constant(images[start : start + batch_size], "float32")
-        inputs = probe(batch, training=False)
-        for layer, layer_inputs in zip(layers, inputs if len(layers) > 1 else [inputs]):
+    for inputs in effort_layer_inputs(model, images, batch_size):
+        for layer, layer_inputs in zip(layers, inputs):
             for part, value in layer.operations(layer_inputs).items():
                 counts[layer.name][part].append(np.asarray(value))
     result = {}

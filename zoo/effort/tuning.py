@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.effort.effort_conv2d import EffortConv2D
-from zoo.effort.preparation import effort_layers, prepare
+from zoo.effort.preparation import effort_layer_inputs, effort_layers, prepare
 
 KNOBS = ("sdss", "spet", "sfma")
 # Candidate settings per knob; tuning picks among them by their error.
@@ -140,13 +140,11 @@ def settings(model):
 
 def layer_inputs(model, images, batch_size=250):
     """`{layer name: array}`: what each knob layer receives for `images`."""
-    import keras
-
-    layers = effort_layers(model)
-    probe = keras.Model(model.inputs, [layer.input for layer in layers])
-    outputs = probe.predict(images, batch_size=batch_size, verbose=0)
-    outputs = outputs if len(layers) > 1 else [outputs]
-    return {layer.name: value for layer, value in zip(layers, outputs)}
+    batches = list(effort_layer_inputs(model, images, batch_size))
+    return {
+        layer.name: np.concatenate([np.asarray(batch[i]) for batch in batches])
+        for i, layer in enumerate(effort_layers(model))
+    }
 
 
 def calibrate(model, images, batch_size=250):
