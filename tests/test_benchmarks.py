@@ -36,6 +36,19 @@ def test_cifar10_sandwich_points_trains_every_operating_point_each_step():
     assert sampler.sample(0) == sampler.sample(7) == [1.0, 0.75, 0.5, 0.25, 0.2]
 
 
+def test_cifar10_sandwich_middle_points_draws_the_middle_ratio_from_inner_points():
+    from zoo.recipes import recipe_callbacks
+
+    cifar10 = importlib.import_module("benchmarks.cifar10")
+    recipe = cifar10.recipe_for("mobilenet", "sandwich_middle_points", quick=False)
+    (sampler,) = recipe_callbacks(recipe, None)
+    middles = {sampler.sample(step)[1] for step in range(40)}
+    assert all(len(sampler.sample(step)) == 3 for step in range(40))
+    assert {sampler.sample(step)[0] for step in range(40)} == {1.0}
+    assert {sampler.sample(step)[2] for step in range(40)} == {0.25}
+    assert middles == {0.5, 0.75}
+
+
 def test_cifar10_rows_of_another_calibration_are_marked_and_not_compared():
     cifar10 = importlib.import_module("benchmarks.cifar10")
     accuracy = {f"{r:.2f}": 70.0 for r in cifar10.RATIOS}
