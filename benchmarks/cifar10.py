@@ -27,9 +27,10 @@ Methods (see `METHODS`):
   networks train their fixed widths; about 1.5 times the cost of
   `sandwich` per step (9.5 min an epoch for mobilenet, against 6.5).
 - `sandwich_middle_points`: the sandwich rule with its one random middle
-  ratio drawn from the inner operating points (0.5, 0.75) instead of the
-  continuous range, so the middle widths, where the gap to the individual
-  networks lies, are each trained every other step; the cost of `sandwich`.
+  ratio drawn from the inner operating points (0.5 and 0.75 of the four
+  above) instead of the continuous range, so each middle width, where the
+  gap to the individual networks lies, is trained every other step; the
+  cost of `sandwich`.
 - `individual`: one network per ratio, built at that width and trained at
   full width.
 
