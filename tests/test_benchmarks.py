@@ -42,7 +42,9 @@ def test_cifar10_sandwich_middle_points_draws_the_middle_ratio_from_inner_points
     cifar10 = importlib.import_module("benchmarks.cifar10")
     recipe = cifar10.recipe_for("mobilenet", "sandwich_middle_points", quick=False)
     (sampler,) = recipe_callbacks(recipe, None)
-    widest, middle, narrowest = zip(*(sampler.sample(step) for step in range(40)))
+    samples = [sampler.sample(step) for step in range(40)]
+    assert all(len(sample) == 3 for sample in samples)
+    widest, middle, narrowest = zip(*samples)
     assert set(widest) == {1.0} and set(narrowest) == {0.25}
     assert set(middle) == {0.5, 0.75}
 
