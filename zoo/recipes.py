@@ -14,6 +14,12 @@ cosine decay to zero at the last epoch), `"weight_decay"` (decoupled, on
 kernels only) and `"augment"` (random 4-pixel-shift crops and horizontal
 flips for CIFAR-10, see `zoo.datasets.load`).
 
+Weight decay is Keras's decoupled one: each step multiplies a kernel by
+`1 - learning_rate * weight_decay`. Under SGD with momentum 0.9 that is
+ten times weaker than the coupled L2 penalty of the same value that
+papers written with PyTorch mean (its gradient accumulates in the
+momentum): their `5e-4` is `5e-3` here.
+
 Methods: `"idp"` (full-width training with the model's profile),
 `"idp_multi_profile"` (`ProfileScheduler` stages over `boundaries`),
 `"tesla"` / `"r_tesla"` (`TaskwiseEarlyStopping`, `"atp": true` for the
