@@ -40,7 +40,10 @@ interrupted run resumes where it stopped (`--force` recomputes), the
 individual networks one by one (each network's result goes to the results
 file under `individual_networks`, so a row can span sessions and
 machines), and the training itself resumes from a checkpoint under
-`KERAS_HOME/zoo/runs`.
+`KERAS_HOME/zoo/runs`. A stored result of another recipe than its
+method's current one (`COMMON` changed, say) or of another batch-norm
+calibration is stale: marked in the table, left out of the gap target, and
+trained again by the next run.
 
 Usage:
     ZOO_DATA_DIR=../shared/data python benchmarks/cifar10.py [--archs resnet20 mobilenet] [--only idp ...] [--quick]
@@ -121,7 +124,16 @@ METHODS = {
 # calibration are stale and recomputed. Before it, calibration used the clean
 # training images, which cost the presets 1.0 to 7.2 points.
 CALIBRATION = "augmented training pipeline"
+STALE_CALIBRATION = "†"
+STALE_RECIPE = "‡"
 TARGETS = {"resnet20_full": 88.0, "gap_to_individual": 1.5, "vgg16_0.50": 70.0, "vgg16_0.20": 80.0}
+
+
+def staleness(row, recipe):
+    """The marks of what makes `row` stale: another calibration of batch norm
+    (`STALE_CALIBRATION`), another recipe than `recipe` (`STALE_RECIPE`)."""
+    marks = STALE_CALIBRATION if row.get("calibration") != CALIBRATION else ""
+    return marks + (STALE_RECIPE if row.get("recipe") != recipe else "")
 
 
 def recipe_for(architecture, name, quick):
@@ -254,7 +266,7 @@ def individual_network(architecture, ratio, recipe, data, quick, force):
     key = f"{ratio:.2f}"
     entry = stored_results("cifar10")["architectures"].get(architecture, {})
     network = entry.get("individual_networks", {}).get(key)
-    if network and network.get("calibration") == CALIBRATION and not (quick or force):
+    if network and not staleness(network, recipe) and not (quick or force):
         return network
     model, seconds = train(architecture, arguments, recipe, data)
     network = {
@@ -262,6 +274,7 @@ def individual_network(architecture, ratio, recipe, data, quick, force):
         "mult_adds": zoo.cost(model, 1.0)["flops"],
         "seconds": seconds,
         "calibration": CALIBRATION,
+        "recipe": recipe,
     }
     if not quick:
         store_network(architecture, key, network)
@@ -277,7 +290,7 @@ def load_data(quick):
     return (x[:split], y[:split]), (x[split:], y[split:]), test
 
 
-def target_checks(architecture, methods):
+def target_checks(architecture, methods, quick=False):
     """Each target that applies to `architecture`: (text, met), met `None`
     while the rows it compares are not comparable yet."""
     checks = []
@@ -289,14 +302,17 @@ def target_checks(architecture, methods):
             (f"resnet20 at ratio 1.0 >= 88%: {value:.2f}", value >= TARGETS["resnet20_full"])
         )
     if best and "individual" in methods:
-        checks.append(gap_check(methods["individual"], best, singles[best]))
+        pair = ("individual", best)
+        stale = {m for n in pair for m in staleness(methods[n], recipe_for(architecture, n, quick))}
+        checks.append(gap_check(methods["individual"], best, singles[best], "".join(sorted(stale))))
     return checks + vgg16_checks(architecture, singles)
 
 
-def gap_check(individual, best, single):
+def gap_check(individual, best, single, stale=""):
+    """The gap target; `stale` holds the staleness marks of either row."""
     text = f"best single model ({best}) within 1.5 points of the individual networks at every ratio"
-    if any(row.get("calibration") != CALIBRATION for row in (individual, single)):
-        return f"{text}: not comparable until both are calibrated the same way (†)", None
+    if stale:
+        return f"{text}: not comparable until both are in the current setup ({stale})", None
     gaps = {r: individual["accuracy"][r] - single["accuracy"][r] for r in single["accuracy"]}
     worst = max(gaps, key=gaps.get)
     return (
@@ -315,57 +331,61 @@ def vgg16_checks(architecture, singles):
     return checks
 
 
+FOOTNOTES = {
+    STALE_CALIBRATION: "Batch norm calibrated on the clean training images, not on the augmented "
+    "training pipeline: recalibrating the presets that way gained them 1.0 to 7.2 points, "
+    "so these rows understate their method until they are trained again.",
+    STALE_RECIPE: "Trained with another recipe than the method's current one (the row's "
+    "`recipe` in `cifar10.json` gives it): not in the same setup as the other rows until "
+    "it is trained again, which the next run of the script does.",
+}
+
+
 def markdown(results):
-    lines = []
+    lines, marks = [], set()
+    quick = results.get("quick", False)
     for architecture, entry in results["architectures"].items():
-        methods = entry["methods"]
-        if not methods:
-            continue
-        ratios = [f"{r:.2f}" for r in ARCHITECTURES[architecture]["ratios"]]
-        lines += [f"**{architecture}**", ""]
-        lines.append("| method | " + " | ".join(ratios) + " | train time | source |")
-        lines.append("| --- " * (len(ratios) + 3) + "|")
-        for name in METHODS:
-            if name not in methods:
-                continue
-            method = methods[name]
-            seconds = method["seconds"]
-            stale = " †" if method.get("calibration") != CALIBRATION else ""
-            lines.append(
-                f"| {METHODS[name][0]}{stale} | "
-                + " | ".join(f"{method['accuracy'][r]:.2f}" for r in ratios)
-                + f" | {'' if seconds is None else f'{seconds / 60:.0f} min'} | {method['source']} |"
-            )
-        any_method = next(iter(methods.values()))
-        lines.append(
-            "| multiply-adds (millions) | "
-            + " | ".join(f"{any_method['mult_adds'][r] / 1e6:.1f}" for r in ratios)
-            + " | | |"
-        )
-        lines.append("")
-        lines.append(f"Budget: {ARCHITECTURES[architecture]['epochs']} epochs per model.")
-        lines.append("")
-        for text, met in target_checks(architecture, methods):
-            status = "pending" if met is None else "met" if met else "**missed**"
-            lines.append(f"- {status}: {text}")
-        lines.append("")
+        if entry["methods"]:
+            table, used = architecture_table(architecture, entry["methods"], quick)
+            lines += table
+            marks.update(used)
     lines.append(
         "Test accuracy (%) on the 10,000 CIFAR-10 test images, each model trained on "
         "45,000 images (SGD, cosine schedule, augmentation; see `benchmarks/cifar10.py`), one seed, "
         "on a 2-core CPU. The multiply-adds are those of the dynamic model at each ratio; an "
         "individual network of the same width costs the same."
     )
-    if any(
-        method.get("calibration") != CALIBRATION
-        for entry in results["architectures"].values()
-        for method in entry["methods"].values()
-    ):
-        lines.append(
-            "\n† Batch norm calibrated on the clean training images, not on the augmented "
-            "training pipeline: recalibrating the presets that way gained them 1.0 to 7.2 points, "
-            "so these rows understate their method until they are trained again."
-        )
+    lines += [f"\n{mark} {FOOTNOTES[mark]}" for mark in FOOTNOTES if mark in marks]
     return "\n".join(lines) + "\n"
+
+
+def architecture_table(architecture, methods, quick):
+    """The Markdown lines of one architecture's table and targets, and the
+    staleness marks they use."""
+    ratios = [f"{r:.2f}" for r in ARCHITECTURES[architecture]["ratios"]]
+    lines, marks = [f"**{architecture}**", ""], set()
+    lines.append("| method | " + " | ".join(ratios) + " | train time | source |")
+    lines.append("| --- " * (len(ratios) + 3) + "|")
+    for name in (n for n in METHODS if n in methods):
+        method, seconds = methods[name], methods[name]["seconds"]
+        stale = staleness(method, recipe_for(architecture, name, quick))
+        marks.update(stale)
+        lines.append(
+            f"| {METHODS[name][0]}{' ' + stale if stale else ''} | "
+            + " | ".join(f"{method['accuracy'][r]:.2f}" for r in ratios)
+            + f" | {'' if seconds is None else f'{seconds / 60:.0f} min'} | {method['source']} |"
+        )
+    any_method = next(iter(methods.values()))
+    lines.append(
+        "| multiply-adds (millions) | "
+        + " | ".join(f"{any_method['mult_adds'][r] / 1e6:.1f}" for r in ratios)
+        + " | | |"
+    )
+    lines += ["", f"Budget: {ARCHITECTURES[architecture]['epochs']} epochs per model.", ""]
+    for text, met in target_checks(architecture, methods, quick):
+        status = "pending" if met is None else "met" if met else "**missed**"
+        lines.append(f"- {status}: {text}")
+    return lines + [""], marks
 
 
 def plot(results, path):
@@ -440,7 +460,8 @@ def main():
     for architecture in [] if args.report else args.archs:
         for method in args.only or list(METHODS):
             done = stored_results(name)["architectures"].get(architecture, {"methods": {}})
-            if done["methods"].get(method, {}).get("calibration") == CALIBRATION and not args.force:
+            recipe = recipe_for(architecture, method, args.quick)
+            if not staleness(done["methods"].get(method, {}), recipe) and not args.force:
                 continue
             print(f"{architecture} / {method}...", flush=True)
             if method == "individual":

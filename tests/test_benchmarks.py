@@ -49,34 +49,60 @@ def test_cifar10_sandwich_middle_points_draws_the_middle_ratio_from_inner_points
     assert set(middle) == {0.5, 0.75}
 
 
-def test_cifar10_rows_of_another_calibration_are_marked_and_not_compared():
-    cifar10 = importlib.import_module("benchmarks.cifar10")
+def cifar10_rows(cifar10):
+    """A current row of each of two methods, sandwich and individual."""
     accuracy = {f"{r:.2f}": 70.0 for r in cifar10.RATIOS}
     row = {"accuracy": accuracy, "mult_adds": dict.fromkeys(accuracy, 1e6), "seconds": 60.0}
-    current = {**row, "source": "trained by this script", "calibration": cifar10.CALIBRATION}
-    stale = {**row, "source": "trained by this script"}
-    methods = {"sandwich": current, "individual": stale}
+    row.update(source="trained by this script", calibration=cifar10.CALIBRATION)
+    return {
+        name: {**row, "recipe": cifar10.recipe_for("mobilenet", name, quick=False)}
+        for name in ("sandwich", "individual")
+    }
+
+
+def test_cifar10_rows_of_another_calibration_are_marked_and_not_compared():
+    cifar10 = importlib.import_module("benchmarks.cifar10")
+    methods = cifar10_rows(cifar10)
+    del methods["individual"]["calibration"]
     (check,) = cifar10.target_checks("mobilenet", methods)
-    assert check[1] is None and "not comparable" in check[0]
+    assert check[1] is None and "not comparable" in check[0] and "(†)" in check[0]
     table = cifar10.markdown({"architectures": {"mobilenet": {"methods": methods}}})
     assert "networks (one per ratio) † |" in table and "distillation † |" not in table
-    methods["individual"] = current
+    assert "\n† Batch norm calibrated" in table and "\n‡" not in table
+    methods["individual"]["calibration"] = cifar10.CALIBRATION
     assert cifar10.target_checks("mobilenet", methods)[0][1] is True
+
+
+def test_cifar10_rows_of_another_recipe_are_marked_and_not_compared():
+    cifar10 = importlib.import_module("benchmarks.cifar10")
+    methods = cifar10_rows(cifar10)
+    methods["sandwich"]["recipe"] = {**methods["sandwich"]["recipe"], "weight_decay": 1e-4}
+    (check,) = cifar10.target_checks("mobilenet", methods)
+    assert check[1] is None and "(‡)" in check[0]
+    table = cifar10.markdown({"architectures": {"mobilenet": {"methods": methods}}})
+    assert "distillation ‡ |" in table and "networks (one per ratio) |" in table
+    assert "\n‡ Trained with another recipe" in table and "\n†" not in table
 
 
 def test_cifar10_individual_networks_resume_from_the_results_file(monkeypatch):
     cifar10 = importlib.import_module("benchmarks.cifar10")
+    recipe = cifar10.recipe_for("resnet20", "individual", quick=False)
     done = {"accuracy": 61.0, "mult_adds": 5, "seconds": 9.0, "calibration": cifar10.CALIBRATION}
+    done["recipe"] = recipe
     stored = {"architectures": {"resnet20": {"methods": {}, "individual_networks": {"0.25": done}}}}
     written = []
     monkeypatch.setattr(cifar10, "stored_results", lambda name: stored)
     monkeypatch.setattr(cifar10, "write_results", lambda *args, **kwargs: written.append(args))
     monkeypatch.setattr(cifar10, "train", lambda *args: pytest.fail("trained a stored network"))
-    recipe = cifar10.recipe_for("resnet20", "individual", quick=False)
     assert cifar10.individual_network("resnet20", 0.25, recipe, None, False, False) == done
     cifar10.store_network("resnet20", "0.50", {**done, "accuracy": 70.0})
     assert set(stored["architectures"]["resnet20"]["individual_networks"]) == {"0.25", "0.50"}
     assert "resnet20" not in written[0][2]  # no table for an architecture without a finished row
+
+    done["recipe"] = {**recipe, "weight_decay": 1e-4}  # trained with another recipe
+    monkeypatch.setattr(cifar10, "train", lambda *args: pytest.fail("trained again"))
+    with pytest.raises(pytest.fail.Exception, match="trained again"):
+        cifar10.individual_network("resnet20", 0.25, recipe, None, False, False)
 
 
 def test_training_clock_counts_on_from_an_interrupted_run(tmp_path):
