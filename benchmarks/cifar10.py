@@ -69,8 +69,8 @@ from zoo.preset_training import save_weights_without_optimizer  # noqa: E402
 from zoo.recipes import calibrate_after_training, train_recipe  # noqa: E402
 
 RATIOS = [0.25, 0.5, 0.75, 1.0]
-# Epochs per model: what this 2-core CPU affords (a sandwich epoch takes
-# about 4 min for resnet20, 5.5 for vgg16, 6.5 for mobilenet).
+# Epochs per model: what this 2-core CPU affords (a 3-ratio sandwich epoch
+# takes about 10 min for resnet20, 5.5 for vgg16, 6.5 for mobilenet).
 ARCHITECTURES = {
     "resnet20": {"ratios": RATIOS, "arguments": {}, "epochs": 30},
     "mobilenet": {"ratios": RATIOS, "arguments": {}, "epochs": 10},
@@ -310,7 +310,7 @@ def target_checks(architecture, methods, quick=False):
     return checks + vgg16_checks(architecture, singles)
 
 
-def gap_check(individual, best, single, stale=""):
+def gap_check(individual, best, single, stale):
     """The gap target; `stale` holds the staleness marks of either row."""
     text = f"best single model ({best}) within 1.5 points of the individual networks at every ratio"
     if stale:
