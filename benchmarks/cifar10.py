@@ -151,7 +151,7 @@ def recipe_for(architecture, name, quick):
     _, _, recipe = METHODS[name]
     budget = ARCHITECTURES[architecture]
     recipe = {**recipe, "epochs": budget["epochs"], "weight_decay": budget["weight_decay"]}
-    ratios = ARCHITECTURES[architecture]["ratios"]
+    ratios = budget["ratios"]
     if name == "tesla":
         recipe["ratios"] = sorted(ratios, reverse=True)
         rounds = recipe["epochs"] * ROUNDS_PER_EPOCH
