@@ -73,9 +73,7 @@ from zoo.recipes import calibrate_after_training, train_recipe  # noqa: E402
 RATIOS = [0.25, 0.5, 0.75, 1.0]
 # Epochs per model: what this 2-core CPU affords (a 3-ratio sandwich epoch
 # takes about 10 min for resnet20, 5.5 for vgg16, 6.5 for mobilenet).
-# Weight decay is Keras's decoupled one: 5e-3 is the papers' coupled 5e-4
-# (see `zoo.recipes`). `mobilenet` and `vgg16` keep the tenth of it their
-# rows were trained with until they are trained again.
+# Weight decay: see the module docstring.
 ARCHITECTURES = {
     "resnet20": {"ratios": RATIOS, "arguments": {}, "epochs": 30, "weight_decay": 5e-3},
     "mobilenet": {"ratios": RATIOS, "arguments": {}, "epochs": 10, "weight_decay": 5e-4},
