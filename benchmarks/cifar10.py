@@ -44,13 +44,15 @@ interrupted run resumes where it stopped (`--force` recomputes), the
 individual networks one by one (each network's result goes to the results
 file under `individual_networks`, so a row can span sessions and
 machines), and the training itself resumes from a checkpoint under
-`KERAS_HOME/zoo/runs`. A stored result of another recipe than its
+`KERAS_HOME/zoo/runs`, or under `ZOO_RUNS_DIR` when it is set: a training
+longer than a session on a fresh machine sets it to `benchmarks/runs` and
+commits the checkpoint there (see `benchmarks/runs/README.md`). A stored result of another recipe than its
 method's current one (`COMMON` changed, say) or of another batch-norm
 calibration is stale: marked in the table, left out of the gap target, and
 trained again by the next run.
 
 Usage:
-    ZOO_DATA_DIR=../shared/data python benchmarks/cifar10.py [--archs resnet20 mobilenet] [--only idp ...] [--quick]
+    ZOO_DATA_DIR=../shared/data [ZOO_RUNS_DIR=benchmarks/runs] python benchmarks/cifar10.py [--archs resnet20 mobilenet] [--only idp ...] [--quick]
 """
 
 import argparse
@@ -185,7 +187,7 @@ def checkpoint_dir(architecture, arguments, recipe, seed):
     key = hashlib.sha256(
         json.dumps([architecture, arguments, recipe, seed], sort_keys=True).encode()
     ).hexdigest()
-    return os.path.join(weights_download.keras_home(), "zoo", "runs", f"cifar10-bench-{key[:12]}")
+    return os.path.join(weights_download.runs_dir(), f"cifar10-bench-{key[:12]}")
 
 
 def train(architecture, arguments, recipe, data, seed=0):

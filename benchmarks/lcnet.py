@@ -72,7 +72,7 @@ UNIFORM = "resnet20_cifar10"
 def cached_training(name, key_parts, build, recipe, train, validation):
     """Trains `build()` by `recipe` once; later runs load the saved model."""
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:12]
-    checkpoint = os.path.join(weights_download.keras_home(), "zoo", "runs", f"{name}-{key}")
+    checkpoint = os.path.join(weights_download.runs_dir(), f"{name}-{key}")
     trained = checkpoint + ".keras"
     if os.path.exists(trained):
         with open(checkpoint + ".json") as file:

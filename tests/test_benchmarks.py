@@ -125,3 +125,16 @@ def test_training_clock_counts_on_from_an_interrupted_run(tmp_path):
         "epochs": 4,
     }
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_cifar10_checkpoints_go_under_zoo_runs_dir_when_set(monkeypatch, tmp_path):
+    cifar10 = importlib.import_module("benchmarks.cifar10")
+    arguments = cifar10.arguments_for("resnet20", "idp")
+    recipe = cifar10.recipe_for("resnet20", "idp", quick=False)
+    monkeypatch.delenv("ZOO_RUNS_DIR", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    default = cifar10.checkpoint_dir("resnet20", arguments, recipe, 0)
+    assert default.startswith(str(tmp_path / "home" / "zoo" / "runs"))
+    monkeypatch.setenv("ZOO_RUNS_DIR", str(tmp_path / "runs"))
+    moved = cifar10.checkpoint_dir("resnet20", arguments, recipe, 0)
+    assert moved == str(tmp_path / "runs" / pathlib.Path(default).name)

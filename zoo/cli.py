@@ -56,7 +56,7 @@ def make_parser():
     train.add_argument(
         "--checkpoint-dir",
         help="BackupAndRestore folder: an interrupted preset run resumes from it "
-        "(default: KERAS_HOME/zoo/runs/PRESET-<recipe hash>)",
+        "(default: ZOO_RUNS_DIR or KERAS_HOME/zoo/runs, then PRESET-<recipe hash>)",
     )
     train.add_argument(
         "--recalibrate",

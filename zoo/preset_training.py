@@ -26,9 +26,7 @@ def train_preset(name, data_dir=None, weights_dir="saved_models", checkpoint_dir
     key = hashlib.sha256(
         json.dumps([preset["arguments"], recipe, seed], sort_keys=True).encode()
     ).hexdigest()[:12]
-    checkpoint_dir = checkpoint_dir or os.path.join(
-        weights_download.keras_home(), "zoo", "runs", f"{name}-{key}"
-    )
+    checkpoint_dir = checkpoint_dir or os.path.join(weights_download.runs_dir(), f"{name}-{key}")
     print(f"Training preset {name} ({recipe['method']}), checkpoints in {checkpoint_dir}")
     train_recipe(
         model,

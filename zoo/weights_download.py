@@ -39,6 +39,11 @@ def keras_home():
     return os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
 
 
+def runs_dir():
+    """Where training checkpoints go: `ZOO_RUNS_DIR`, else `KERAS_HOME/zoo/runs`."""
+    return os.environ.get("ZOO_RUNS_DIR") or os.path.join(keras_home(), "zoo", "runs")
+
+
 def cache_dir():
     return os.path.join(keras_home(), CACHE_SUBDIR)
 
