@@ -341,6 +341,8 @@ def test_multi_profile_layers_follow_the_ratio(data):
 
 def test_multi_profile_model_saves_and_extracts(data, tmp_path):
     model = adam_mlp(profile_boundaries=(0.3, 0.6))
+    # One step builds the optimizer, whose state is then saved and restored.
+    model.fit(*data, batch_size=8, epochs=1, steps_per_epoch=1, verbose=0)
     path = str(tmp_path / "mp.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
