@@ -46,10 +46,10 @@ file under `individual_networks`, so a row can span sessions and
 machines), and the training itself resumes from a checkpoint under
 `KERAS_HOME/zoo/runs`, or under `ZOO_RUNS_DIR` when it is set: a training
 longer than a session on a fresh machine sets it to `benchmarks/runs` and
-commits the checkpoint there (see `benchmarks/runs/README.md`). A stored result of another recipe than its
-method's current one (`COMMON` changed, say) or of another batch-norm
-calibration is stale: marked in the table, left out of the gap target, and
-trained again by the next run.
+commits the checkpoint there (see `benchmarks/runs/README.md`). A stored
+result of another recipe than its method's current one (`COMMON` changed,
+say) or of another batch-norm calibration is stale: marked in the table,
+left out of the gap target, and trained again by the next run.
 
 Usage:
     ZOO_DATA_DIR=../shared/data [ZOO_RUNS_DIR=benchmarks/runs] python benchmarks/cifar10.py [--archs resnet20 mobilenet] [--only idp ...] [--quick]

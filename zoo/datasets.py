@@ -27,7 +27,7 @@ import tarfile
 import numpy as np
 import tensorflow as tf
 
-from zoo import atomic_files
+from zoo import atomic_files, weights_download
 
 DATA_DIR_ENV = "ZOO_DATA_DIR"
 NAMES = ("mnist", "cifar10", "digits")
@@ -228,8 +228,7 @@ def _cache_path(source):
     stat = os.stat(source)
     key = f"v2:{os.path.abspath(source)}:{stat.st_size}:{stat.st_mtime_ns}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    return os.path.join(keras_home, "zoo", "datasets", f"cifar10-{digest}.npz")
+    return os.path.join(weights_download.keras_home(), "zoo", "datasets", f"cifar10-{digest}.npz")
 
 
 def _atomic_save_npz(path, arrays):
