@@ -23,9 +23,10 @@ Methods (see `METHODS`):
   and patience alone kept the first task running for the whole budget.
 - `sandwich`: the sandwich rule (widest, narrowest and one random ratio
   from [0.25, 1] each step) with in-place distillation, the best sub-net
-  sampling method of the MNIST benchmark. Its recipe is the preset's: when
-  the preset `<arch>_cifar10` is trained with this very recipe, its
-  published weights are evaluated instead of training it again.
+  sampling method of the MNIST benchmark. Its recipe is the presets': when
+  the preset `<arch>_cifar10` was trained with this very recipe, its
+  published weights are evaluated instead of training it again (not so for
+  `resnet20`, whose preset has the earlier 5e-4 decay).
 - `sandwich_points`: the sandwich rule training every operating point at
   every step (the ratios above, drawn without replacement), as slimmable
   networks train their fixed widths; about 1.5 times the cost of

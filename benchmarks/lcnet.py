@@ -47,26 +47,26 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import zoo  # noqa: E402
-from benchmarks.cifar10 import ARCHITECTURES, COMMON, load_data  # noqa: E402
+from benchmarks.cifar10 import load_data  # noqa: E402
 from benchmarks.common import RESULTS, TrainingClock, machine, write_results  # noqa: E402
 from zoo import weights_download  # noqa: E402
 from zoo.latency import measure_latency, time_call  # noqa: E402
+from zoo.presets import get_preset  # noqa: E402
 from zoo.recipes import calibrate_after_training, train_recipe  # noqa: E402
 
 BUDGETS = [0.25, 0.5, 0.75, 1.0]
 CHANNEL_GATINGS = ["subset", "prefix"]
 FINE_TUNE_EPOCHS = 12
 FINE_TUNE_LEARNING_RATE = 0.02
+UNIFORM = "resnet20_cifar10"
+# The uniform preset's own recipe (its sampler, optimizer and weight decay),
+# continued at a lower learning rate without warm-up.
 RECIPE = {
-    **COMMON,
-    "method": "sandwich",
-    "num_ratios": 3,
-    "ratio_range": [0.25, 1.0],
+    **get_preset(UNIFORM)["recipe"],
     "learning_rate": FINE_TUNE_LEARNING_RATE,
     "warmup_epochs": 0,
     "epochs": FINE_TUNE_EPOCHS,
 }
-UNIFORM = "resnet20_cifar10"
 
 
 def cached_training(name, key_parts, build, recipe, train, validation):
@@ -176,7 +176,7 @@ def run(quick):
             {"mult_adds": f, "accuracy": a} for f, a in references["fine_tuned"]
         ],
         "recipe": dict(RECIPE, epochs=1 if quick else FINE_TUNE_EPOCHS),
-        "uniform_epochs": ARCHITECTURES["resnet20"]["epochs"],
+        "uniform_epochs": get_preset(UNIFORM)["recipe"]["epochs"],
     }
 
 

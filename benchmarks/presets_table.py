@@ -26,7 +26,7 @@ def markdown():
             ratios = sorted(row["accuracy"], key=float, reverse=True)
             accuracy = " / ".join(f"{r}: {row['accuracy'][r]:.1f}" for r in ratios)
             mult_adds = " / ".join(f"{_millions(row['mult_adds'][r])}" for r in ratios)
-            size = f"{row['weights_bytes'] / 2**20:.1f} MB"
+            size = f"{row['weights_bytes'] / 1e6:.1f} MB"
         method = f"{recipe['method']}, {recipe['epochs']} epochs"
         lines.append(
             f"| `{row['name']}` | {row['dataset']} | {method} | {accuracy} | {mult_adds} | {size} |"

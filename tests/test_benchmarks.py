@@ -27,6 +27,18 @@ def test_cifar10_tesla_gives_every_task_its_share_of_the_budget(architecture):
     assert recipe["max_rounds_per_task"] >= rounds // len(recipe["ratios"])
 
 
+def test_lcnet_fine_tunes_in_the_uniform_presets_own_recipe():
+    from zoo.presets import get_preset
+
+    lcnet = importlib.import_module("benchmarks.lcnet")
+    preset = get_preset(lcnet.UNIFORM)["recipe"]
+    changed = {"learning_rate", "warmup_epochs", "epochs"}
+    assert {k: v for k, v in lcnet.RECIPE.items() if k not in changed} == {
+        k: v for k, v in preset.items() if k not in changed
+    }
+    assert lcnet.RECIPE["weight_decay"] == preset["weight_decay"]
+
+
 def test_cifar10_sandwich_points_trains_every_operating_point_each_step():
     from zoo.recipes import recipe_callbacks
 

@@ -1,6 +1,6 @@
 """A zoo of dynamic-width networks: one model, any compute ratio in (0, 1]."""
 
-from zoo import datasets, effort, layers, profiles
+from zoo import datasets, effort, layers, profiles, recipes
 from zoo.batchnorm import calibrate_batchnorm
 from zoo.cost import cost, static_cost
 from zoo.dynamic_model import DynamicModel
@@ -24,6 +24,7 @@ __all__ = [
     "list_presets",
     "load",
     "profiles",
+    "recipes",
     "reorder_channels",
     "static_cost",
     "width_groups",
