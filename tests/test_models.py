@@ -101,6 +101,24 @@ def test_keras_round_trip(model, tmp_path):
         )
 
 
+def test_loaded_model_computes_with_the_loaded_weights(tmp_path):
+    # Building runs the model once, which fills the inference kernel cache
+    # with the initial kernels; loading must make that cache stale.
+    model = zoo.build("mlp")
+    rng = np.random.default_rng(1)
+    model.set_weights([rng.normal(0, 0.1, w.shape) for w in model.get_weights()])
+    x = random_images(model)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    for ratio in (1.0, 0.5):
+        np.testing.assert_allclose(
+            loaded.predict_on_batch({"images": x, "compute_ratio": np.full((4,), ratio, "float32")}),
+            model.predict_on_batch({"images": x, "compute_ratio": np.full((4,), ratio, "float32")}),
+            rtol=1e-5,
+            atol=1e-5,
+        )
+
+
 def test_subnet_saves_and_exports(tmp_path):
     model = zoo.build("resnet20", width=0.25)
     randomize_batchnorm(model)

@@ -585,8 +585,9 @@ class DynamicModel(keras.Model):
     def weights_changed(self):
         """Marks cached sliced kernels stale.
 
-        `fit`, `set_weights` and `load_weights` call it; a custom training
-        loop or a direct `assign` to a kernel must call it too.
+        `fit`, `set_weights`, `load_weights` and `keras.saving.load_model`
+        call it; a custom training loop or a direct `assign` to a kernel
+        must call it too.
         """
         self._weights_version.assign_add(1)
 
@@ -605,6 +606,12 @@ class DynamicModel(keras.Model):
         result = super().load_weights(*args, **kwargs)
         self.weights_changed()
         return result
+
+    def load_own_variables(self, store):
+        # `keras.saving.load_model` assigns the weights through this hook
+        # (and the layers' own), not through `load_weights`.
+        super().load_own_variables(store)
+        self.weights_changed()
 
     @staticmethod
     def _dense(gradients, variables):
