@@ -111,11 +111,9 @@ def test_loaded_model_computes_with_the_loaded_weights(tmp_path):
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras")
     for ratio in (1.0, 0.5):
+        inputs = {"images": x, "compute_ratio": np.full((4,), ratio, "float32")}
         np.testing.assert_allclose(
-            loaded.predict_on_batch({"images": x, "compute_ratio": np.full((4,), ratio, "float32")}),
-            model.predict_on_batch({"images": x, "compute_ratio": np.full((4,), ratio, "float32")}),
-            rtol=1e-5,
-            atol=1e-5,
+            loaded.predict_on_batch(inputs), model.predict_on_batch(inputs), rtol=1e-5, atol=1e-5
         )
 
 

@@ -155,3 +155,20 @@ def test_inference_never_sees_stale_kernels(tmp_path):
     model.load_weights(tmp_path / "trained.weights.h5")
     np.testing.assert_allclose(predict(), fresh(), rtol=1e-4, atol=1e-4)
     assert not np.allclose(predict(), before)
+
+
+def test_reset_optimizer_state_zeroes_momenta_only():
+    x, y = digits(64)
+    model = zoo.build("mlp", input_shape=(8, 8, 1))
+    inner = keras.optimizers.SGD(0.01, momentum=0.9, use_ema=True)
+    model.compile(keras.optimizers.LossScaleOptimizer(inner), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    optimizer = model.optimizer
+    kept = [optimizer.dynamic_scale, inner.iterations, inner.learning_rate]
+    kept += inner._model_variables_moving_average
+    before = [np.array(v) for v in kept]
+    model.reset_optimizer_state()
+    assert all(not np.any(np.array(m)) for m in inner.momentums)
+    for variable, value in zip(kept, before):
+        np.testing.assert_array_equal(np.array(variable), value)
+    assert float(inner.learning_rate) == pytest.approx(0.01)

@@ -9,6 +9,7 @@ import tensorflow as tf
 from zoo import profiles as profiles_lib
 from zoo.layers.dynamic_layer import DynamicLayer
 from zoo.layers.profile_branches import ProfileBranches
+from zoo.optimizer_slots import optimizer_slots
 from zoo.ratio import RATIO_RANGE, RatioContext, check_ratio
 from zoo.width_groups import assign_groups, width_groups
 
@@ -486,14 +487,13 @@ class DynamicModel(keras.Model):
         return float(self._frozen_ratio.numpy())
 
     def reset_optimizer_state(self):
-        """Zeroes the optimizer's per-weight state (momenta), not its step count."""
-        optimizer = self.optimizer
-        keep = {id(optimizer.iterations)}
-        if isinstance(getattr(optimizer, "_learning_rate", None), keras.Variable):
-            keep.add(id(optimizer._learning_rate))
-        for variable in optimizer.variables:
-            if id(variable) not in keep:
-                variable.assign(keras.ops.zeros_like(variable))
+        """Zeroes the optimizer's per-weight slots (momenta, second moments).
+
+        Its step count, learning rate, loss scale and the weights' moving
+        averages (`use_ema`) are kept, inside a wrapping optimizer too.
+        """
+        for variable in optimizer_slots(self.optimizer, self.trainable_variables):
+            variable.assign(keras.ops.zeros_like(variable))
 
     @property
     def profile_variables(self):
