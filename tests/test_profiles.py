@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+import zoo
 from zoo import profiles
 
 
@@ -29,3 +30,10 @@ def test_cumulative_minimum_projects_onto_non_increasing():
 def test_unknown_profile_lists_known_ones():
     with pytest.raises(ValueError, match="Known profiles: .*linear"):
         profiles.Profile("cubic")
+
+
+def test_profile_variables_are_the_profiles_alone():
+    assert zoo.build("resnet20", width=0.25).profile_variables == []
+    model = zoo.build("resnet20", width=0.25, profile=profiles.Profile("linear", trainable=True))
+    assert model.profile_variables
+    assert all(v.name == "profile" for v in model.profile_variables)

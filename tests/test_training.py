@@ -100,7 +100,7 @@ def test_trainable_profile_stays_non_increasing():
     profile = zoo.profiles.Profile("linear", trainable=True)
     model = compiled(zoo.build("mlp", input_shape=(8, 8, 1), profile=profile), learning_rate=0.05)
     model.fit(x, y, epochs=3, batch_size=16, verbose=0)
-    gamma = model.hidden[1].gamma.numpy()
+    gamma = model.hidden[1].profile_gamma.numpy()
     assert not np.allclose(gamma, zoo.profiles.linear(100))
     assert np.all(np.diff(gamma) <= 1e-7)
 

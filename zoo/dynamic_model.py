@@ -499,7 +499,7 @@ class DynamicModel(keras.Model):
     def profile_variables(self):
         """The trainable profile vectors (gamma) of every dynamic layer."""
         layers = [l for l in self._flatten_layers() if isinstance(l, DynamicLayer)]
-        return [l.gamma for l in layers if l.gamma is not None]
+        return [l.profile_gamma for l in layers if l.profile_gamma is not None]
 
     def enable_profile_updates(self, learning_rate_factor=0.5):
         """Gives the trainable profile its own optimizer, for alternating updates.

@@ -50,7 +50,8 @@ class DynamicLayer(keras.layers.Layer):
             raise ValueError(f"`channel_multiple` must be a positive int; got {channel_multiple}.")
         self.profile = profiles_lib.get(profile)
         self._fixed_gamma = None
-        self.gamma = None
+        # Not `gamma`: a batch norm's scale has that name.
+        self.profile_gamma = None
         self._kernel_cache = None
         # Width groups (non-uniform sub-nets), set by `zoo.width_groups`.
         self._input_group = None
@@ -62,7 +63,7 @@ class DynamicLayer(keras.layers.Layer):
             return
         initial = self.profile(input_channels)
         if self.profile.trainable:
-            self.gamma = self.add_weight(
+            self.profile_gamma = self.add_weight(
                 name="profile",
                 shape=(input_channels,),
                 initializer=keras.initializers.Constant(initial),
@@ -73,14 +74,14 @@ class DynamicLayer(keras.layers.Layer):
 
     def gamma_values(self):
         """Gamma as a NumPy vector over all input channels, or `None`."""
-        if self.gamma is not None:
-            return self.gamma.numpy()
+        if self.profile_gamma is not None:
+            return self.profile_gamma.numpy()
         if self._fixed_gamma is not None:
             return self._fixed_gamma.numpy()
         return None
 
     def _gamma_tensor(self):
-        return self.gamma if self.gamma is not None else self._fixed_gamma
+        return self.profile_gamma if self.profile_gamma is not None else self._fixed_gamma
 
     def input_width(self, context, channels):
         if not self.cut_inputs:
@@ -186,8 +187,8 @@ class DynamicLayer(keras.layers.Layer):
         axes = [(self.kernel, {-2: n_in, -1: n_out})]
         if self.use_bias:
             axes.append((self.bias, {0: n_out}))
-        if self.gamma is not None:
-            axes.append((self.gamma, {0: n_in}))
+        if self.profile_gamma is not None:
+            axes.append((self.profile_gamma, {0: n_in}))
         return axes
 
     def frozen_gradient_masks(self, context):
