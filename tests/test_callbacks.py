@@ -430,6 +430,18 @@ def test_freezing_and_update_groups_do_not_retrace(data):
 # -- TESLA's trainable profile (ATP) ----------------------------------------------
 
 
+def test_profile_updates_enabled_after_a_fit_take_effect(data):
+    model = adam_mlp(profile=zoo.profiles.Profile("linear", trainable=True))
+    model.fit(*data, batch_size=16, epochs=1, verbose=0)
+    model.enable_profile_updates()
+    model.set_update_group("profile")
+    kernel = model.hidden[1].kernel.numpy().copy()
+    profile = model.hidden[1].profile_gamma.numpy().copy()
+    model.fit(*data, batch_size=16, epochs=1, verbose=0)
+    np.testing.assert_array_equal(model.hidden[1].kernel.numpy(), kernel)
+    assert not np.allclose(model.hidden[1].profile_gamma.numpy(), profile)
+
+
 def test_atp_alternates_weight_and_profile_rounds(data):
     model = adam_mlp(profile=zoo.profiles.Profile("linear", trainable=True))
     snapshots = []

@@ -532,6 +532,8 @@ class DynamicModel(keras.Model):
             optimizer = type(self.optimizer).from_config(config)
             optimizer.build(self.profile_variables)
             object.__setattr__(self, "_profile_optimizer", optimizer)
+            # A step traced by an earlier `fit` has one optimizer built in.
+            self.make_train_function(force=True)
         return self._profile_optimizer
 
     def set_update_group(self, group):
