@@ -172,3 +172,13 @@ def test_reset_optimizer_state_zeroes_momenta_only():
     for variable, value in zip(kept, before):
         np.testing.assert_array_equal(np.array(variable), value)
     assert float(inner.learning_rate) == pytest.approx(0.01)
+
+
+def test_evaluate_ratios_uses_the_loss_compiled_last():
+    x, y = digits(64)
+    model = zoo.build("mlp", input_shape=(8, 8, 1))
+    zoo.evaluate_ratios(model, (x, y), [1.0])  # before compile: no loss
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    _, losses = zoo.evaluate_ratios(model, (x, y), [1.0], return_loss=True)
+    expected = model.evaluate(x, y, verbose=0)
+    assert losses[1.0] == pytest.approx(expected, rel=1e-4)

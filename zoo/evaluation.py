@@ -50,18 +50,21 @@ _STEPS = weakref.WeakKeyDictionary()
 
 
 def _evaluation_step(model):
-    """One compiled step per model, reused across calls and ratios."""
-    if model in _STEPS:
-        return _STEPS[model]
+    """One compiled step per model and loss, reused across calls and ratios."""
     loss_function = getattr(model, "loss", None)
     if isinstance(loss_function, str):
         loss_function = keras.losses.get(loss_function)
     if not callable(loss_function):
         loss_function = None
+    cached = _STEPS.get(model)
+    if cached is not None and cached[0] is loss_function:
+        return cached[1]
+    # A weak reference: the cache must not keep the model alive.
+    model_ref = weakref.ref(model)
 
     @tf.function(reduce_retracing=True)
     def step(images, labels, ratio):
-        logits = model(images, compute_ratio=ratio, training=False)
+        logits = model_ref()(images, compute_ratio=ratio, training=False)
         labels = tf.cast(tf.reshape(labels, [-1]), "int32")
         predicted = tf.argmax(logits, axis=-1, output_type="int32")
         count = tf.cast(tf.size(labels), "float32")
@@ -70,7 +73,7 @@ def _evaluation_step(model):
         )
         return tf.reduce_sum(tf.cast(predicted == labels, "float32")), count, loss
 
-    _STEPS[model] = step
+    _STEPS[model] = (loss_function, step)
     return step
 
 
