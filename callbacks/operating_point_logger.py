@@ -33,7 +33,7 @@ class OperatingPointLogger(keras.callbacks.Callback):
     Args:
         validation_data: `(images, labels)` or a batched `tf.data.Dataset`.
         ratios: operating points (default: the model's).
-        log_dir: TensorBoard directory (optional).
+        log_dir: TensorBoard directory, a string or path (optional).
         hparams: extra hyperparameters to record (a flat dict).
         batch_size: batch size for arrays.
 
@@ -47,7 +47,7 @@ class OperatingPointLogger(keras.callbacks.Callback):
             raise ValueError("`validation_data` is required.")
         self.validation_data = validation_data
         self.ratios = None if ratios is None else check_ratio_list(ratios)
-        self.log_dir = log_dir
+        self.log_dir = os.fspath(log_dir) if log_dir else None
         self.hparams = dict(hparams or {})
         self.batch_size = batch_size
         self._writers = {}
@@ -55,13 +55,34 @@ class OperatingPointLogger(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self.ratios is None:
             self.ratios = sorted(self.model.operating_points, reverse=True)
-        self.mult_adds = {r: cost(self.model, r)["flops"] for r in self.ratios}
+        self.mult_adds = self._mult_adds()
         if self.log_dir:
             self._open_writers()
             self._write_layout()
             self._write_hparams()
 
+    def _mult_adds(self):
+        """Multiply-adds per ratio; averaged over validation images for a
+        model whose cost depends on the input (LC-Net's gates)."""
+        data = None
+        if hasattr(self.model, "cost_per_input"):
+            data = self._some_validation_images()
+        return {r: cost(self.model, r, data=data)["flops"] for r in self.ratios}
+
+    def _some_validation_images(self, count=1024):
+        if isinstance(self.validation_data, tf.data.Dataset):
+            batches, total = [], 0
+            for images, _ in self.validation_data:
+                batches.append(np.asarray(images))
+                total += len(batches[-1])
+                if total >= count:
+                    break
+            return np.concatenate(batches)[:count]
+        return np.asarray(self.validation_data[0][:count])
+
     def on_epoch_end(self, epoch, logs=None):
+        if hasattr(self.model, "cost_per_input"):
+            self.mult_adds = self._mult_adds()  # the gates learn
         accuracy, loss = evaluate_ratios(
             self.model, self.validation_data, self.ratios, self.batch_size, return_loss=True
         )

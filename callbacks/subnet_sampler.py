@@ -155,6 +155,10 @@ class SubnetSampler(keras.callbacks.Callback):
         if self.per == "batch":
             self._apply()
 
+    def on_train_end(self, logs=None):
+        # The plan is saved with the model: leave the default behind.
+        self.model.set_training_plan([1.0])
+
     def on_epoch_begin(self, epoch, logs=None):
         if self.per == "epoch":
             self._apply()

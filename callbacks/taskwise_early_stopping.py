@@ -49,8 +49,8 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
         aggregation: `"exponential"` (the formula above) or `"sum"` (every
             reached task with weight 1, TESLA's CNN variant).
         order: `"descending"` (TESLA) or `"random"` (R-TESLA).
-        distribution: probabilities of the tasks for `order="random"`
-            (default uniform).
+        distribution: probabilities of the tasks for `order="random"`, in
+            the order of `ratios` (default uniform).
         steps_per_round: batches per round (default: one epoch).
         min_delta: smallest accuracy gain that counts as an improvement.
         max_rounds_per_task: with `order="descending"`, the next task starts
@@ -116,7 +116,7 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
         self.alpha = float(alpha)
         self.aggregation = aggregation
         self.order = order
-        self.distribution = self._check_distribution(distribution)
+        self.distribution = self._check_distribution(distribution, ratios)
         self.steps_per_round = steps_per_round
         self.min_delta = float(min_delta)
         self.seed = int(seed)
@@ -128,19 +128,26 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
         self.profile_learning_rate_factor = float(profile_learning_rate_factor)
         self.verbose = verbose
 
-    def _check_distribution(self, distribution):
+    def _check_distribution(self, distribution, given_ratios):
+        """The probabilities in the order of `self.ratios` (sorted), from
+        `distribution`, which follows the order the ratios were given in."""
         if distribution is None:
             return np.full(len(self.ratios), 1.0 / len(self.ratios))
         distribution = np.asarray(distribution, "float64")
+        given_ratios = [float(r) for r in np.atleast_1d(given_ratios)]
         if (
-            distribution.shape != (len(self.ratios),)
+            len(given_ratios) != len(self.ratios)
+            or distribution.shape != (len(self.ratios),)
             or np.any(distribution < 0)
             or distribution.sum() <= 0
         ):
             raise ValueError(
-                f"`distribution` needs one non-negative probability per task ({len(self.ratios)})."
+                "`distribution` needs one non-negative probability per task, in the "
+                f"order of `ratios` ({len(self.ratios)} distinct ratios); got {distribution.tolist()}."
             )
-        return distribution / distribution.sum()
+        by_ratio = dict(zip(given_ratios, distribution))
+        ordered = np.array([by_ratio[r] for r in self.ratios])
+        return ordered / ordered.sum()
 
     # -- loss aggregation --------------------------------------------------
 
@@ -198,6 +205,8 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.alternate_profile:
             self.model.set_update_group("all")
+        # The plan is saved with the model: leave the default behind.
+        self.model.set_training_plan([1.0])
 
     def on_train_batch_end(self, batch, logs=None):
         if self.steps_per_round is None:

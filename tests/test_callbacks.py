@@ -84,6 +84,18 @@ def test_training_loss_is_the_aggregated_loss(data):
     np.testing.assert_allclose(history.history["loss"][0], expected, rtol=1e-5)
 
 
+def test_distribution_follows_the_order_the_ratios_were_given_in(data):
+    tesla = callbacks.TaskwiseEarlyStopping(
+        [0.25, 0.5, 1.0], validation_data=data, order="random", distribution=[0.6, 0.3, 0.1]
+    )
+    assert tesla.ratios == [1.0, 0.5, 0.25]
+    np.testing.assert_allclose(tesla.distribution, [0.1, 0.3, 0.6])
+    with pytest.raises(ValueError, match="distinct"):
+        callbacks.TaskwiseEarlyStopping(
+            [0.5, 0.5, 1.0], validation_data=data, order="random", distribution=[0.6, 0.3, 0.1]
+        )
+
+
 def test_random_order_draws_open_tasks_and_stops(data):
     model, record = mlp(learning_rate=0.0), RecordPlans()
     tesla = callbacks.TaskwiseEarlyStopping(
@@ -168,6 +180,8 @@ def test_sandwich_set_has_widest_narrowest_and_random(data):
     model.fit(*data, batch_size=16, epochs=1, callbacks=[sampler, record], verbose=0)
     assert all(p["distillation"] == 1.0 and p["ratios"][0] == 1.0 for p in record.plans)
     assert len({tuple(p["ratios"]) for p in record.plans}) == len(record.plans)
+    # The plan is saved with the model: fit leaves the default behind.
+    assert model.training_plan == {"ratios": [1.0], "weights": [1.0], "distillation": 0.0}
 
 
 def test_sandwich_without_replacement_draws_distinct_inner_ratios():

@@ -218,3 +218,12 @@ def test_budget_penalty_holds_under_full_distillation():
         )
         losses.append(model.train_on_batch(IMAGES, np.zeros(len(IMAGES), "int32")))
     assert losses[1] - losses[0] == pytest.approx(10.0 * 0.5**2, rel=0.05)
+
+
+def test_operating_point_logger_logs_lcnet_by_its_mean_cost(tmp_path):
+    x, y = zoo.datasets.load_arrays("digits", "train")
+    model = small_model()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    logger = callbacks.OperatingPointLogger((x[:64], y[:64]), ratios=[1.0, 0.5], log_dir=tmp_path)
+    model.fit(x[:64], y[:64], epochs=1, verbose=0, callbacks=[logger])
+    assert 0 < logger.mult_adds[0.5] <= logger.mult_adds[1.0] == model.backbone_cost

@@ -138,6 +138,7 @@ def test_every_preset_loads_through_http_and_matches_its_accuracy(serve, name):
     serve(SAVED_MODELS)
     preset = zoo.presets.get_preset(name)
     model = zoo.load(name, pretrained=True)
+    assert model.training_plan["ratios"] == [1.0]  # not that of its last training step
     x, y = zoo.datasets.load_arrays(preset["dataset"], "test")
     ratios = sorted(preset["accuracy"], key=float)
     for ratio in (ratios[0], ratios[-1]):

@@ -92,6 +92,8 @@ def load(name, pretrained=True):
             )
         path = weights_download.fetch(preset["weights"], preset["sha256"])
         model.load_weights(path)
+        # The published files hold the plan of their last training step.
+        model.set_training_plan([1.0])
     return model
 
 
