@@ -1,6 +1,8 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The notebooks (collected after the tests) train briefly; in Jupyter, their full budget.
+os.environ.setdefault("ZOO_NOTEBOOK_EPOCHS", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
