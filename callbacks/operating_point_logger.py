@@ -51,6 +51,7 @@ class OperatingPointLogger(keras.callbacks.Callback):
         self.hparams = dict(hparams or {})
         self.batch_size = batch_size
         self._writers = {}
+        self._cost_images = None
 
     def on_train_begin(self, logs=None):
         if self.ratios is None:
@@ -66,7 +67,9 @@ class OperatingPointLogger(keras.callbacks.Callback):
         model whose cost depends on the input (LC-Net's gates)."""
         data = None
         if hasattr(self.model, "cost_per_input"):
-            data = self._some_validation_images()
+            if self._cost_images is None:
+                self._cost_images = self._some_validation_images()
+            data = self._cost_images
         return {r: cost(self.model, r, data=data)["flops"] for r in self.ratios}
 
     def _some_validation_images(self, count=1024):
