@@ -63,6 +63,21 @@ def test_batchnorm_uses_the_nearest_operating_point():
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("ratio", [0.55, 0.65, 0.75])
+def test_batchnorm_static_layer_takes_the_graphs_row_halfway_between_points(ratio):
+    layer = DynamicBatchNormalization(operating_points=(0.5, 0.6, 0.7, 0.8, 1.0))
+    x = np.random.default_rng(0).normal(size=(4, 10)).astype("float32")
+    layer(x)
+    layer.moving_mean.assign(np.arange(5)[:, None] * np.ones((5, 10)))
+    n = channel_width(ratio, 10)
+    np.testing.assert_allclose(
+        layer.static_layer(ratio)(x[:, :n]).numpy(),
+        layer(x, compute_ratio=ratio).numpy(),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
 def test_batchnorm_training_updates_only_its_point_and_width():
     layer = DynamicBatchNormalization(operating_points=(0.5, 1.0), momentum=0.0)
     x = np.random.default_rng(0).normal(2.0, 1.0, size=(64, 8)).astype("float32")

@@ -83,7 +83,10 @@ class DynamicBatchNormalization(PointStatistics, DynamicLayer):
 
     def point_row(self, ratio):
         ratio = group_ratio(ratio, self._input_group)
-        return int(np.argmin(np.abs(np.asarray(self.operating_points) - np.float32(ratio))))
+        # float32 as in the graph's `point_index`: a ratio halfway between two
+        # points must take the same row in both.
+        points = np.asarray(self.operating_points, "float32")
+        return int(np.argmin(np.abs(points - np.float32(ratio))))
 
     def static_layer(self, ratio):
         n = self.static_input_width(ratio, self.input_channels)
