@@ -8,7 +8,7 @@ from callbacks.state import CallbackState, check_ratio_list
 # Window layout in `training_state` (see callbacks/state.py). EPOCH counts
 # the epochs begun, so a backup taken at any epoch end holds the right count
 # whatever the order of the callbacks.
-EPOCH, STEP, STAGE, STARTED = range(4)
+EPOCH, STEP, STAGE, STARTED, FINGERPRINT = range(5)
 
 
 class ProfileScheduler(keras.callbacks.Callback):
@@ -133,10 +133,20 @@ class ProfileScheduler(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.state = CallbackState(self.model, type(self).__name__)
-        if not self.state[STARTED]:
-            self.state.reset()
-            self.state[STARTED] = 1
+        if self.state.resume_or_reset(STARTED, FINGERPRINT, self._settings()):
             self.state[STAGE] = -1
+
+    def _settings(self):
+        """What gives the saved epoch, step and stage their meaning."""
+        return (
+            self.mode,
+            self.stages,
+            self.scale,
+            self.curriculum,
+            self.epochs_per_stage,
+            self.min_ratio,
+            self.seed,
+        )
 
     def on_epoch_begin(self, epoch, logs=None):
         # The epoch count is ours, not `epoch`: `BackupAndRestore` restores

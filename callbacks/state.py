@@ -5,6 +5,9 @@ model's weights, and `training_state` is one of them. Each callback owns a
 fixed window of it, so windows never move between runs.
 """
 
+import warnings
+import zlib
+
 import numpy as np
 
 from zoo.ratio import check_ratio
@@ -21,6 +24,7 @@ class CallbackState:
                 f"{owner} needs a zoo.DynamicModel (built with zoo.build); got {type(model).__name__}."
             )
         self.model = model
+        self.owner = owner
         self.start, self.size = WINDOWS[owner]
 
     def __getitem__(self, index):
@@ -31,10 +35,40 @@ class CallbackState:
         values[self.start + index] = value
         self.model.training_state.assign(values)
 
+    def resume_or_reset(self, started, fingerprint, settings):
+        """Keeps the saved progress if these settings saved it, else resets.
+
+        `started` and `fingerprint` are indices in the window. Progress saved
+        by other settings (another callback of the same class, or the same
+        one reconfigured) means nothing to these: the window is reset and
+        the schedule starts over, with a warning. Returns True on a reset.
+        """
+        key = settings_fingerprint(settings)
+        saved = self[fingerprint]
+        # 0: saved before fingerprints were kept; taken as these settings.
+        if self[started] and saved in (0.0, key):
+            self[fingerprint] = key
+            return False
+        if self[started]:
+            warnings.warn(
+                f"The model holds progress of a {self.owner} with other settings; "
+                f"this {self.owner} starts its schedule over.",
+                stacklevel=3,
+            )
+        self.reset()
+        self[started] = 1
+        self[fingerprint] = key
+        return True
+
     def reset(self):
         values = self.model.training_state.numpy().copy()
         values[self.start : self.start + self.size] = 0.0
         self.model.training_state.assign(values)
+
+
+def settings_fingerprint(settings):
+    """A nonzero integer below 2**24 (exact in float32) that identifies `settings`."""
+    return float(zlib.crc32(repr(settings).encode()) % (2**24 - 1) + 1)
 
 
 def check_ratio_list(ratios, argument="ratios"):

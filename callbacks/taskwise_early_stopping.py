@@ -10,6 +10,7 @@ from zoo.evaluation import evaluate_ratios
 TASK, BEST, WAIT, ROUND, STEP, STARTED, PHASE, PENDING, TASK_ROUNDS = range(9)
 PER_TASK = 9  # random order: best at PER_TASK + k, wait at PER_TASK + MAX_TASKS + k
 MAX_TASKS = 27
+FINGERPRINT = PER_TASK + 2 * MAX_TASKS  # the window's last float
 
 
 class TaskwiseEarlyStopping(keras.callbacks.Callback):
@@ -167,6 +168,19 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
         if self.alternate_profile:
             self.model.set_update_group("profile" if self.state[PHASE] else "weights")
 
+    def _settings(self):
+        """What gives the saved task, round and best values their meaning."""
+        return (
+            self.ratios,
+            self.order,
+            self.aggregation,
+            self.alpha,
+            [round(float(p), 6) for p in self.distribution],
+            self.steps_per_round,
+            self.seed,
+            self.alternate_profile,
+        )
+
     # -- rounds ------------------------------------------------------------
 
     @property
@@ -179,9 +193,7 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.state = CallbackState(self.model, type(self).__name__)
-        if not self.state[STARTED]:
-            self.state.reset()
-            self.state[STARTED] = 1
+        if self.state.resume_or_reset(STARTED, FINGERPRINT, self._settings()):
             self.state[BEST] = -np.inf
             if self.order == "random":
                 for k in range(len(self.ratios)):

@@ -141,6 +141,33 @@ def test_backup_and_restore_resumes_on_the_same_task(data, tmp_path, backup_firs
     assert [p["ratios"][0] for p in resumed.plans] == [0.5, 0.25]
 
 
+def test_a_tesla_with_other_settings_starts_over_on_a_trained_model(data):
+    model = mlp(learning_rate=0.0)
+    first = callbacks.TaskwiseEarlyStopping(
+        [1.0, 0.75, 0.5, 0.25], validation_data=data, patience=1, steps_per_round=1
+    )
+    model.fit(*data, batch_size=16, epochs=1, callbacks=[first], verbose=0)
+    assert first.current_task == 2
+    record = RecordPlans()
+    second = callbacks.TaskwiseEarlyStopping(
+        [1.0, 0.5], validation_data=data, patience=1, steps_per_round=1
+    )
+    with pytest.warns(UserWarning, match="starts its schedule over"):
+        model.fit(*data, batch_size=16, epochs=1, callbacks=[second, record], verbose=0)
+    assert [plan["ratios"][0] for plan in record.plans] == [1.0, 1.0, 0.5, 0.5]
+
+
+def test_a_tesla_with_the_same_settings_continues_where_it_stopped(data):
+    model = mlp(learning_rate=0.0)
+    make = lambda: callbacks.TaskwiseEarlyStopping(
+        [1.0, 0.5, 0.25], validation_data=data, patience=1, steps_per_round=1
+    )
+    model.fit(data[0][:48], data[1][:48], batch_size=16, epochs=1, callbacks=[make()], verbose=0)
+    record = RecordPlans()
+    model.fit(*data, batch_size=16, epochs=1, callbacks=[make(), record], verbose=0)
+    assert [plan["ratios"][0] for plan in record.plans] == [0.5, 0.25, 0.25]
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
