@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from callbacks.state import CallbackState, check_ratio_list
+from callbacks.state import CallbackState, EpochProgress, check_ratio_list
 
 # Window layout in `training_state` (see callbacks/state.py). EPOCH counts
 # the epochs begun, so a backup taken at any epoch end holds the right count
@@ -133,6 +133,7 @@ class ProfileScheduler(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.state = CallbackState(self.model, type(self).__name__)
+        self.progress = EpochProgress(self.model, type(self).__name__)
         if self.state.resume_or_reset(STARTED, FINGERPRINT, self._settings()):
             self.state[STAGE] = -1
 
@@ -151,8 +152,11 @@ class ProfileScheduler(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         # The epoch count is ours, not `epoch`: `BackupAndRestore` restores
         # it with the model, and a second `fit` continues the schedule.
-        self.epoch = int(self.state[EPOCH])
-        self.state[EPOCH] = self.epoch + 1
+        if self.progress.epoch_begin(self.params):
+            self.epoch = int(self.state[EPOCH]) - 1  # the interrupted epoch, again
+        else:
+            self.epoch = int(self.state[EPOCH])
+            self.state[EPOCH] = self.epoch + 1
         if self.mode == "stages":
             self._enter_stage(self.stage_at(self.epoch))
 
@@ -166,6 +170,7 @@ class ProfileScheduler(keras.callbacks.Callback):
         self.model.freeze_channels(low)
 
     def on_train_batch_begin(self, batch, logs=None):
+        self.progress.batch_begin(batch)
         if self.mode == "stages":
             return
         step = self.state[STEP]
@@ -177,6 +182,7 @@ class ProfileScheduler(keras.callbacks.Callback):
         self.state[STEP] = step + 1
 
     def on_epoch_end(self, epoch, logs=None):
+        self.progress.epoch_end()
         if logs is not None and self.mode != "random_keep_ratio":
             logs["profile_stage"] = self.stage_at(self.epoch)
         if self.total_epochs is not None and self.epoch + 1 >= self.total_epochs:

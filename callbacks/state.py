@@ -12,7 +12,13 @@ import numpy as np
 
 from zoo.ratio import check_ratio
 
-WINDOWS = {"TaskwiseEarlyStopping": (0, 64), "SubnetSampler": (64, 8), "ProfileScheduler": (72, 8)}
+WINDOWS = {
+    "TaskwiseEarlyStopping": (0, 64),
+    "SubnetSampler": (64, 8),
+    "ProfileScheduler": (72, 8),
+    "TaskwiseEarlyStopping epoch": (80, 2),
+    "ProfileScheduler epoch": (82, 2),
+}
 
 
 class CallbackState:
@@ -64,6 +70,37 @@ class CallbackState:
         values = self.model.training_state.numpy().copy()
         values[self.start : self.start + self.size] = 0.0
         self.model.training_state.assign(values)
+
+
+class EpochProgress:
+    """Tells the rerun of an interrupted epoch from a new epoch.
+
+    `BackupAndRestore(save_freq=N)` also backs up in the middle of an epoch,
+    and the resumed `fit` runs that epoch again from its first batch. A
+    callback that counts epochs must then not count it twice. This keeps the
+    batches begun in the current epoch and the epoch's length: a backup taken
+    after batch `k` holds `k + 1` begun, whatever the order of the callbacks.
+    """
+
+    BEGUN, STEPS = range(2)
+
+    def __init__(self, model, owner):
+        self.state = CallbackState(model, f"{owner} epoch")
+
+    def epoch_begin(self, params):
+        """Starts an epoch; True if it reruns one that was interrupted."""
+        steps = self.state[self.STEPS]
+        rerun = 0 < self.state[self.BEGUN] < steps
+        self.state[self.STEPS] = (params or {}).get("steps") or 0
+        self.state[self.BEGUN] = 0
+        return bool(rerun)
+
+    def batch_begin(self, batch):
+        self.state[self.BEGUN] = batch + 1
+
+    def epoch_end(self):
+        # An epoch that `stop_training` cut short is over all the same.
+        self.state[self.BEGUN] = self.state[self.STEPS]
 
 
 def settings_fingerprint(settings):

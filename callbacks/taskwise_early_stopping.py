@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from callbacks.state import CallbackState, check_ratio_list
+from callbacks.state import CallbackState, EpochProgress, check_ratio_list
 from zoo.evaluation import evaluate_ratios
 
 # Window layout in `training_state` (see callbacks/state.py).
@@ -193,6 +193,7 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.state = CallbackState(self.model, type(self).__name__)
+        self.progress = EpochProgress(self.model, type(self).__name__)
         if self.state.resume_or_reset(STARTED, FINGERPRINT, self._settings()):
             self.state[BEST] = -np.inf
             if self.order == "random":
@@ -206,10 +207,13 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         # Again here: `BackupAndRestore` may have restored the state after
         # this callback's `on_train_begin` ran.
+        rerun = self.progress.epoch_begin(self.params)
         if self.steps_per_round is None:
-            if self.state[PENDING]:
+            if self.state[PENDING] and not rerun:
                 # The backup was taken at an epoch end before this callback
-                # closed that round: close it now, on the same weights.
+                # closed that round: close it now, on the same weights. (A
+                # backup in mid-epoch leaves the round open: it goes on over
+                # the rerun of that epoch.)
                 self._end_round(None)
             self.state[PENDING] = 1
         self._set_plan(self.current_task)
@@ -220,6 +224,9 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
         # The plan is saved with the model: leave the default behind.
         self.model.set_training_plan([1.0])
 
+    def on_train_batch_begin(self, batch, logs=None):
+        self.progress.batch_begin(batch)
+
     def on_train_batch_end(self, batch, logs=None):
         if self.steps_per_round is None:
             return
@@ -229,6 +236,7 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
             self._end_round(logs)
 
     def on_epoch_end(self, epoch, logs=None):
+        self.progress.epoch_end()
         if self.steps_per_round is None:
             self._end_round(logs)
             self.state[PENDING] = 0

@@ -141,6 +141,40 @@ def test_backup_and_restore_resumes_on_the_same_task(data, tmp_path, backup_firs
     assert [p["ratios"][0] for p in resumed.plans] == [0.5, 0.25]
 
 
+class InterruptAtBatch(keras.callbacks.Callback):
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at, self.epoch = (epoch, batch), None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            raise RuntimeError("interrupted")
+
+
+@pytest.mark.parametrize("backup_first", [True, False])
+def test_a_mid_epoch_backup_keeps_the_round_open(data, tmp_path, backup_first):
+    x, y = data[0][:32], data[1][:32]  # two batches an epoch
+
+    def run(extra):
+        model, record = mlp(learning_rate=0.0), RecordPlans()
+        tesla = callbacks.TaskwiseEarlyStopping(
+            [1.0, 0.5, 0.25], validation_data=(x, y), patience=1
+        )
+        backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"), save_freq=1)
+        ordered = [backup, tesla] if backup_first else [tesla, backup]
+        model.fit(x, y, batch_size=16, epochs=5, callbacks=ordered + [record] + extra, verbose=0)
+        return record
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run([InterruptAtBatch(epoch=2, batch=1)])  # backed up after batch 0 of epoch 2
+    # Epoch 2 runs again as task 1's first round, epoch 3 its second.
+    resumed = [p["ratios"][0] for p in run([]).plans]
+    assert resumed == [0.5] * 4 + [0.25] * 2
+
+
 def test_a_tesla_with_other_settings_starts_over_on_a_trained_model(data):
     model = mlp(learning_rate=0.0)
     first = callbacks.TaskwiseEarlyStopping(
@@ -451,6 +485,27 @@ def test_profile_schedule_resumes_under_backup_and_restore(data, tmp_path):
     model, record = run([])
     assert len(record.plans) == 2 * 4  # epochs 3 and 4 of the schedule
     assert {p["ratios"][0] for p in record.plans} == {1.0}
+
+
+def test_profile_schedule_resumes_from_a_mid_epoch_backup(data, tmp_path):
+    def run(extra):
+        model, record = adam_mlp(profile_boundaries=(0.5,)), RecordPlans()
+        scheduler = callbacks.ProfileScheduler(stages=[((0.0, 0.5), 2), ((0.5, 1.0), 3)])
+        backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"), save_freq=2)
+        model.fit(
+            *data,
+            batch_size=16,
+            epochs=10,
+            callbacks=[backup, scheduler, record] + extra,
+            verbose=0,
+        )
+        return record
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run([InterruptAtBatch(epoch=2, batch=2)])  # backed up after batch 1 of epoch 2
+    resumed = run([]).plans
+    assert len(resumed) == 3 * 4  # epoch 2 again, then 3 and 4
+    assert {p["ratios"][0] for p in resumed} == {1.0}
 
 
 def test_freezing_and_update_groups_do_not_retrace(data):
