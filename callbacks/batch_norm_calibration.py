@@ -10,9 +10,14 @@ class BatchNormCalibration(keras.callbacks.Callback):
 
     Training at a few ratios leaves the other operating points' statistics
     stale (or never set); this recomputes them exactly from `steps` batches
-    of training data, at the end of training or after every epoch (list it
-    before `OperatingPointLogger` so that the logger sees calibrated
-    statistics).
+    of training data, at the end of training or after every epoch.
+
+    Keras runs callbacks in list order. List this one before
+    `OperatingPointLogger`, so that the logger sees calibrated statistics.
+    `EarlyStopping(restore_best_weights=True)` puts back the best epoch's
+    weights, moving statistics included, in its `on_train_end`: list this
+    callback after it, or use `frequency="epoch"` so that every epoch's
+    weights (the best one's too) hold calibrated statistics.
 
     Args:
         data: training images, `(images, labels)` or a batched dataset,
