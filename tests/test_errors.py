@@ -50,3 +50,15 @@ def test_unknown_input_key(model):
 def test_static_tools_reject_bad_ratios(model, function):
     with pytest.raises(ValueError, match="compute_ratio"):
         function(model, 1.2)
+
+
+@pytest.mark.parametrize("ratio", BAD_RATIOS)
+def test_a_standalone_layer_rejects_bad_tensor_ratios(ratio):
+    layer = zoo.layers.DynamicDense(4)
+    x = np.ones((2, 3), "float32")
+    for given in (tf.constant(ratio), np.float32(ratio), tf.constant([0.5, ratio])):
+        with pytest.raises(ValueError, match=r"`compute_ratio` must be in \(0, 1\]"):
+            layer(x, compute_ratio=given)
+    traced = tf.function(lambda r: layer(x, compute_ratio=r))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="compute_ratio"):
+        traced(tf.constant(ratio))

@@ -10,7 +10,7 @@ from zoo import profiles as profiles_lib
 from zoo.layers.dynamic_layer import DynamicLayer
 from zoo.layers.profile_branches import ProfileBranches
 from zoo.optimizer_slots import optimizer_slots
-from zoo.ratio import RATIO_RANGE, RatioContext, check_ratio
+from zoo.ratio import RatioContext, check_ratio, validated_ratio
 from zoo.width_groups import assign_groups, width_groups
 
 DEFAULT_OPERATING_POINTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -309,15 +309,7 @@ class DynamicModel(keras.Model):
 
     @staticmethod
     def _validate(ratio):
-        valid = tf.reduce_all((ratio > 0.0) & (ratio <= 1.0))
-        message = f"`compute_ratio` must be in {RATIO_RANGE} (NaN is not accepted)."
-        if tf.executing_eagerly():
-            if not bool(valid):
-                check_ratio(ratio.numpy())
-            return ratio
-        # The assertion must run before the result is used.
-        with tf.control_dependencies([tf.debugging.Assert(valid, [message, ratio])]):
-            return tf.identity(ratio)
+        return validated_ratio(ratio)
 
     # -- training plan ---------------------------------------------------------
 

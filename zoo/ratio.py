@@ -56,6 +56,22 @@ def check_ratio(ratio):
         )
 
 
+def validated_ratio(ratio):
+    """`ratio` (a float tensor) once every value is checked to be in (0, 1].
+
+    Eagerly the check raises a `ValueError` at once; in a traced function it
+    is an assertion that runs before the ratio is used.
+    """
+    valid = tf.reduce_all((ratio > 0.0) & (ratio <= 1.0))
+    if tf.executing_eagerly():
+        if not bool(valid):
+            check_ratio(ratio.numpy())
+        return ratio
+    message = f"`compute_ratio` must be in {RATIO_RANGE} (NaN is not accepted)."
+    with tf.control_dependencies([tf.debugging.Assert(valid, [message, ratio])]):
+        return tf.identity(ratio)
+
+
 def _width_tensor(ratio, channels, channel_multiple):
     width = tf.math.ceil(ratio * float(channels) - WIDTH_EPSILON)
     width = tf.cast(width, "int32")
@@ -111,7 +127,9 @@ class RatioContext:
             return compute_ratio
         if isinstance(compute_ratio, (int, float)):
             check_ratio(compute_ratio)
-        ratio = tf.convert_to_tensor(compute_ratio, dtype="float32")
+            ratio = tf.constant(compute_ratio, "float32")
+        else:
+            ratio = validated_ratio(tf.cast(compute_ratio, "float32"))
         if ratio.shape.rank == 0:
             return cls(ratio, None, operating_points)
         return cls(tf.reduce_max(ratio), ratio, operating_points)
