@@ -138,3 +138,18 @@ def test_width_and_operating_points_arguments():
     )
     assert model.hidden[0].units == 50 and model.operating_points == (0.5, 1.0)
     assert model(np.zeros((2, 8, 8, 1))).shape == (2, 3)
+
+
+def test_repeated_operating_points_are_refused():
+    with pytest.raises(ValueError, match=r"`operating_points` repeats \[0.5\]"):
+        zoo.build("mlp", operating_points=[0.5, 1.0, 0.5])
+    with pytest.raises(ValueError, match="repeats"):
+        zoo.layers.DynamicBatchNormalization(operating_points=(0.25, 0.25))
+
+
+def test_config_keeps_trainable_and_dtype():
+    model = zoo.build("mlp", input_shape=(8, 8, 1), trainable=False, dtype="float32")
+    config = model.get_config()
+    assert config["trainable"] is False
+    rebuilt = type(model).from_config(config)
+    assert rebuilt.trainable is False and rebuilt.dtype_policy.name == "float32"

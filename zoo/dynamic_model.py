@@ -10,7 +10,7 @@ from zoo import profiles as profiles_lib
 from zoo.layers.dynamic_layer import DynamicLayer
 from zoo.layers.profile_branches import ProfileBranches
 from zoo.optimizer_slots import optimizer_slots
-from zoo.ratio import RatioContext, check_ratio, validated_ratio
+from zoo.ratio import RatioContext, check_operating_points, check_ratio, validated_ratio
 from zoo.width_groups import assign_groups, width_groups
 
 DEFAULT_OPERATING_POINTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -95,11 +95,7 @@ class DynamicModel(keras.Model):
         self.profile_boundaries = tuple(float(b) for b in profile_boundaries or ())
         self.image_shape = tuple(int(d) for d in input_shape)
         self.num_classes = int(num_classes)
-        operating_points = sorted(float(p) for p in operating_points)
-        if not operating_points:
-            raise ValueError("`operating_points` must list at least one ratio.")
-        check_ratio(operating_points)
-        self.operating_points = tuple(operating_points)
+        self.operating_points = check_operating_points(operating_points)
         self.profile = profiles_lib.get(profile)
         self.width = float(width)
         self.channel_multiple = int(channel_multiple)
@@ -627,6 +623,8 @@ class DynamicModel(keras.Model):
     def get_config(self):
         return {
             "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
             "input_shape": list(self.image_shape),
             "num_classes": self.num_classes,
             "operating_points": list(self.operating_points),

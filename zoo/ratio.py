@@ -56,6 +56,20 @@ def check_ratio(ratio):
         )
 
 
+def check_operating_points(operating_points):
+    """The operating points as a sorted tuple, or a clear error."""
+    points = sorted(float(p) for p in np.atleast_1d(operating_points))
+    if not points:
+        raise ValueError("`operating_points` must list at least one ratio.")
+    check_ratio(points)
+    repeated = sorted({p for p in points if points.count(p) > 1})
+    if repeated:
+        raise ValueError(
+            f"`operating_points` repeats {repeated}: give each ratio once (got {points})."
+        )
+    return tuple(points)
+
+
 def validated_ratio(ratio):
     """`ratio` (a float tensor) once every value is checked to be in (0, 1].
 

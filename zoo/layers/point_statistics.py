@@ -2,6 +2,8 @@
 
 import tensorflow as tf
 
+from zoo.ratio import check_operating_points
+
 
 class PointStatistics:
     """Mixin for batch norms that keep moving statistics per operating point.
@@ -19,7 +21,7 @@ class PointStatistics:
     """
 
     def _init_statistics(self, operating_points, momentum, epsilon):
-        self.operating_points = tuple(sorted(float(p) for p in operating_points))
+        self.operating_points = check_operating_points(operating_points)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
         # Set by `zoo.calibrate_batchnorm` while it recomputes statistics: a
