@@ -14,6 +14,7 @@ from zoo import weights_download
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED_MODELS = os.path.join(ROOT, "saved_models")
+TRAINED = [p for p in zoo.list_presets() if p["trained"]]
 
 
 class Server:
@@ -120,9 +121,8 @@ def test_registry_and_manifest_agree_with_the_files():
 
     with open(os.path.join(SAVED_MODELS, "manifest.json")) as file:
         manifest = json.load(file)
-    trained = [p for p in zoo.list_presets() if p["trained"]]
-    assert {"mlp_mnist", "mlp_mnist_idp"} <= {p["name"] for p in trained}
-    for row in trained:
+    assert {"mlp_mnist", "mlp_mnist_idp"} <= {p["name"] for p in TRAINED}
+    for row in TRAINED:
         preset = zoo.presets.get_preset(row["name"])
         path = os.path.join(SAVED_MODELS, preset["weights"])
         assert os.path.getsize(path) <= 20 * 2**20
@@ -131,9 +131,6 @@ def test_registry_and_manifest_agree_with_the_files():
             == preset["sha256"]
             == manifest[preset["weights"]]["sha256"]
         )
-
-
-TRAINED = [p for p in zoo.list_presets() if p["trained"]]
 
 
 @pytest.fixture(scope="session")

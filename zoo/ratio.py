@@ -197,7 +197,11 @@ class RatioContext:
         return self._point_index[key]
 
 
-def nearest_operating_point(ratio, operating_points):
-    """Python version of `RatioContext.point_index`: the nearest point."""
+def nearest_point_index(ratio, operating_points):
+    """Python version of `RatioContext.point_index`: the nearest point's index.
+
+    In float32 like the graph, so that a ratio halfway between two points
+    picks the same one in both.
+    """
     points = np.asarray(operating_points, dtype="float32")
-    return float(points[int(np.argmin(np.abs(points - np.float32(ratio))))])
+    return int(np.argmin(np.abs(points - np.float32(ratio))))

@@ -1,11 +1,11 @@
 """Batch normalization with statistics per operating point."""
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from zoo.layers.dynamic_layer import DynamicLayer, group_ratio, sliced_numpy
 from zoo.layers.point_statistics import PointStatistics
+from zoo.ratio import nearest_point_index
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -82,11 +82,7 @@ class DynamicBatchNormalization(PointStatistics, DynamicLayer):
         return input_shape
 
     def point_row(self, ratio):
-        ratio = group_ratio(ratio, self._input_group)
-        # float32 as in the graph's `point_index`: a ratio halfway between two
-        # points must take the same row in both.
-        points = np.asarray(self.operating_points, "float32")
-        return int(np.argmin(np.abs(points - np.float32(ratio))))
+        return nearest_point_index(group_ratio(ratio, self._input_group), self.operating_points)
 
     def static_layer(self, ratio):
         n = self.static_input_width(ratio, self.input_channels)
