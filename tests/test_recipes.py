@@ -59,7 +59,9 @@ def test_augmented_dataset_shifts_and_keeps_shapes():
 def test_augmented_sgd_recipe_trains():
     x = np.random.default_rng(0).integers(0, 255, (64, 32, 32, 3), dtype=np.uint8)
     y = (x.mean(axis=(1, 2, 3)) > 127).astype("int32")
-    model = zoo.build("resnet20", num_classes=2, width=0.25, operating_points=[0.5, 1.0])
+    model = zoo.build(
+        "resnet20", blocks_per_stage=1, num_classes=2, width=0.25, operating_points=[0.5, 1.0]
+    )
     recipe = {**SGD_COSINE, "method": "idp", "augment": True, "batch_size": 32, "epochs": 1}
     train_recipe(model, recipe, (x, y), (x, y), verbose=0)
     assert int(model.optimizer.iterations) == 2
@@ -85,7 +87,9 @@ def test_calibration_after_augmented_training_reads_the_augmented_pipeline():
 
     x = np.full((64, 32, 32, 3), 200, dtype=np.uint8)
     y = np.zeros(64, "int32")
-    model = zoo.build("resnet20", num_classes=2, width=0.25, operating_points=[1.0])
+    model = zoo.build(
+        "resnet20", blocks_per_stage=1, num_classes=2, width=0.25, operating_points=[1.0]
+    )
     stem_bn = next(l for l in model.dynamic_layers if isinstance(l, DynamicBatchNormalization))
 
     def stem_mean(recipe):
