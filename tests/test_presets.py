@@ -176,13 +176,19 @@ def test_published_weights_leave_the_optimizer_out(tmp_path):
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
     x, y = np.random.rand(16, 28, 28, 1).astype("float32"), np.arange(16) % 10
     model.fit(x, y, epochs=1, verbose=0)
+    model.set_training_plan([1.0, 0.5], distillation=0.5)
+    model.training_state.assign(np.ones(model.training_state.shape))
     path = str(tmp_path / "m.weights.h5")
     save_weights_without_optimizer(model, path)
     with h5py.File(path) as file:
         assert "optimizer" not in file
     loaded = zoo.build("mlp", num_classes=10, hidden_units=(8, 8))
+    fresh = [w.numpy() for w in loaded.non_trainable_weights]
     loaded.load_weights(path)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    # Neither the last training plan nor the callbacks' progress is published.
+    for value, weight in zip(fresh, loaded.non_trainable_weights):
+        np.testing.assert_array_equal(weight.numpy(), value)
     assert os.listdir(tmp_path) == ["m.weights.h5"]
 
 
