@@ -134,26 +134,28 @@ def test_registry_and_manifest_agree_with_the_files():
 
 
 @pytest.fixture(scope="session")
-def test_splits():
-    """Each preset dataset's test split, read once. Session fixtures come
+def held_out_splits():
+    """Each preset dataset's held-out slice, read once. Session fixtures come
     before `serve` moves KERAS_HOME, so CIFAR-10 is decoded at most once,
     into the cache that the notebooks read too."""
-    return {
-        name: zoo.datasets.load_arrays(name, "test") for name in {p["dataset"] for p in TRAINED}
-    }
+    from zoo.preset_training import HELD_OUT_SPLIT
+
+    datasets = {p["dataset"] for p in TRAINED}
+    return {name: zoo.datasets.load_arrays(name, HELD_OUT_SPLIT) for name in datasets}
 
 
 @pytest.mark.parametrize("name", [p["name"] for p in TRAINED])
-def test_every_preset_loads_through_http_and_matches_its_accuracy(serve, test_splits, name):
+def test_every_preset_loads_through_http_and_matches_its_accuracy(serve, held_out_splits, name):
     serve(SAVED_MODELS)
     preset = zoo.presets.get_preset(name)
     model = zoo.load(name, pretrained=True)
     assert model.training_plan["ratios"] == [1.0]  # not that of its last training step
-    x, y = test_splits[preset["dataset"]]
-    ratios = sorted(preset["accuracy"], key=float)
+    x, y = held_out_splits[preset["dataset"]]
+    recorded = preset["held_out"]["accuracy"]
+    ratios = sorted(recorded, key=float)
     for ratio in (ratios[0], ratios[-1]):
         measured = 100 * zoo.evaluate_ratios(model, (x, y), [float(ratio)])[float(ratio)]
-        assert measured == pytest.approx(preset["accuracy"][ratio], abs=1.0)
+        assert measured == pytest.approx(recorded[ratio], abs=1.0)
     assert os.listdir(weights_download.cache_dir()) == [preset["weights"]]
 
 
@@ -230,3 +232,5 @@ def test_recalibrating_a_preset_publishes_it_again(monkeypatch, tmp_path):
     assert manifest[before["weights"]]["sha256"] == after["sha256"]
     for ratio, accuracy in before["accuracy"].items():
         assert after["accuracy"][ratio] == pytest.approx(accuracy, abs=0.05)
+    assert after["held_out"]["split"] == "test[:20%]"
+    assert after["held_out"]["accuracy"].keys() == before["accuracy"].keys()

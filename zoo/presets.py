@@ -2,7 +2,8 @@
 
 Each preset records its architecture and arguments, the data and recipe it
 was trained with (`python -m zoo train --preset NAME` reproduces it), its
-test accuracy at each operating point, and its weights file in
+test accuracy at each operating point (on the whole test set, and on the
+fixed slice `held_out` names, for quick checks), and its weights file in
 `saved_models/` with that file's sha256. The registry is `presets.json`
 next to this file; training a preset rewrites its entry.
 
