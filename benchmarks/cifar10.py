@@ -23,10 +23,10 @@ Methods (see `METHODS`):
   and patience alone kept the first task running for the whole budget.
 - `sandwich`: the sandwich rule (widest, narrowest and one random ratio
   from [0.25, 1] each step) with in-place distillation, the best sub-net
-  sampling method of the MNIST benchmark. Its recipe is the presets': when
-  the preset `<arch>_cifar10` was trained with this very recipe, its
-  published weights are evaluated instead of training it again (not so for
-  `resnet20`, whose preset has the earlier 5e-4 decay).
+  sampling method of the MNIST benchmark, and the recipe of the
+  `mobilenet` and `vgg16` presets. Whenever the preset `<arch>_cifar10`
+  was trained with a method's very recipe, its published weights are
+  evaluated instead of training it again.
 - `sandwich_points`: the sandwich rule training every operating point at
   every step (the ratios above, drawn without replacement), as slimmable
   networks train their fixed widths; about 1.5 times the cost of
@@ -35,7 +35,7 @@ Methods (see `METHODS`):
   ratio drawn from the inner operating points (0.5 and 0.75 of the four
   above) instead of the continuous range, so each middle width, where the
   gap to the individual networks lies, is trained every other step; the
-  cost of `sandwich`.
+  cost of `sandwich`. The `resnet20_cifar10` preset was trained so.
 - `individual`: one network per ratio, built at that width and trained at
   full width.
 
