@@ -93,7 +93,8 @@ def load(name, pretrained=True):
             )
         path = weights_download.fetch(preset["weights"], preset["sha256"])
         model.load_weights(path)
-        # The published files hold the plan of their last training step.
+        # Files published before `save_weights_without_optimizer` left it out
+        # hold the plan of their last training step.
         model.set_training_plan([1.0])
     return model
 
