@@ -1,0 +1,110 @@
+"""How many epochs a missed CIFAR-10 target needs: one network per epoch budget.
+
+`benchmarks/cifar10.py` trains each model for the epochs this CPU affords,
+and two targets miss at those budgets. A single dynamic model at a ratio
+comes at best close to the network trained alone at that width (the gap
+target), so the epochs that network needs to reach the target bound from
+below the epochs the single model needs. This script trains the
+individually trained network of `benchmarks/cifar10.py`, in its very setup
+(data, augmentation, SGD, cosine schedule, weight decay, seed), at one ratio
+for several epoch budgets, each a run of its own since the cosine schedule
+depends on the budget, and reports test accuracy against epochs beside the
+target and the single model's accuracy at the benchmark's budget.
+
+Checkpoints are those of `benchmarks/cifar10.py` (same directory, same key),
+so a run at the benchmark's own budget is shared with its `individual` row,
+and an interrupted run resumes.
+
+Results go to `benchmarks/results/epoch_budget.{json,md}` and the README.
+
+Usage:
+    ZOO_DATA_DIR=../shared/data python benchmarks/epoch_budget.py [--target vgg16_0.20] [--epochs 12 24 48]
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import zoo  # noqa: E402
+from benchmarks import cifar10  # noqa: E402
+from benchmarks.common import machine, write_results  # noqa: E402
+
+# Each target: (architecture, ratio, accuracy to reach in %).
+TARGETS = {
+    "vgg16_0.20": ("vgg16", 0.2, cifar10.TARGETS["vgg16_0.20"]),
+    "resnet20_1.00": ("resnet20", 1.0, cifar10.TARGETS["resnet20_full"]),
+}
+
+
+def train_for(architecture, ratio, epochs, data):
+    """Test accuracy (%) and training seconds of the individual network at
+    `ratio` trained for `epochs` in the benchmark's setup."""
+    recipe = dict(cifar10.recipe_for(architecture, "individual", quick=False), epochs=epochs)
+    arguments = cifar10.arguments_for(architecture, "individual", ratio)
+    model, seconds = cifar10.train(architecture, arguments, recipe, data)
+    accuracy = zoo.evaluate_ratios(model, data[2], [1.0], batch_size=500)[1.0]
+    return {"accuracy": 100.0 * accuracy, "seconds": seconds, "recipe": recipe}
+
+
+def single_model_accuracy(architecture, ratio):
+    """The best single model's accuracy at `ratio` in the CIFAR-10 results."""
+    methods = cifar10.stored_results("cifar10")["architectures"][architecture]["methods"]
+    singles = {n: m for n, m in methods.items() if n != "individual"}
+    best = max(singles, key=lambda n: singles[n]["accuracy"][f"{ratio:.2f}"])
+    return best, singles[best]["accuracy"][f"{ratio:.2f}"]
+
+
+def markdown(results):
+    lines = [
+        "| target | epochs | individual network (%) | train time |",
+        "| --- | --- | --- | --- |",
+    ]
+    notes = []
+    for entry in results["targets"].values():
+        for epochs, run in sorted(entry["runs"].items(), key=lambda item: int(item[0])):
+            minutes = f"{run['seconds'] / 60:.0f} min"
+            lines.append(f"| {entry['text']} | {epochs} | {run['accuracy']:.2f} | {minutes} |")
+        best, accuracy = entry["single_model"]
+        notes.append(
+            f"- {entry['text']}: the single model ({best}) reaches {accuracy:.2f} at the "
+            f"benchmark's {entry['benchmark_epochs']} epochs."
+        )
+    caption = (
+        "\nTest accuracy of the individually trained network at the target's ratio "
+        "(the benchmark's `individual` setup, one seed), each epoch budget a run of its own "
+        "with its own cosine schedule, on a 2-core CPU.\n"
+    )
+    return "\n".join(lines) + "\n" + caption + "\n" + "\n".join(notes) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--target", choices=list(TARGETS), default="vgg16_0.20")
+    parser.add_argument("--epochs", nargs="+", type=int, default=[12, 24, 48])
+    args = parser.parse_args()
+
+    architecture, ratio, accuracy = TARGETS[args.target]
+    data = cifar10.load_data(quick=False)
+    for epochs in args.epochs:
+        print(f"{args.target}: {epochs} epochs...", flush=True)
+        run = train_for(architecture, ratio, epochs, data)
+        print(f"  {run['accuracy']:.2f}%", flush=True)
+        results = cifar10.stored_results("epoch_budget")
+        results.pop("architectures", None)
+        entry = results.setdefault("targets", {}).setdefault(args.target, {"runs": {}})
+        entry["runs"][str(epochs)] = run
+        entry.update(
+            text=f"{architecture} at ratio {ratio:.2f} >= {accuracy:.0f}%",
+            benchmark_epochs=cifar10.ARCHITECTURES[architecture]["epochs"],
+            single_model=single_model_accuracy(architecture, ratio),
+        )
+        results["machine"] = machine()
+        write_results("epoch_budget", results, markdown(results))
+
+
+if __name__ == "__main__":
+    main()
