@@ -53,9 +53,12 @@ def train_for(architecture, ratio, epochs, data):
     return {"accuracy": 100.0 * accuracy, "seconds": seconds, "recipe": recipe}
 
 
+def stored_targets():
+    return cifar10.stored_results("epoch_budget").get("targets", {})
+
+
 def stored_run(target, epochs):
-    entry = cifar10.stored_results("epoch_budget").get("targets", {}).get(target, {})
-    return entry.get("runs", {}).get(str(epochs), {})
+    return stored_targets().get(target, {}).get("runs", {}).get(str(epochs), {})
 
 
 def single_model_accuracy(architecture, ratio):
@@ -105,16 +108,14 @@ def main():
         print(f"{args.target}: {epochs} epochs...", flush=True)
         run = train_for(architecture, ratio, epochs, data)
         print(f"  {run['accuracy']:.2f}%", flush=True)
-        results = cifar10.stored_results("epoch_budget")
-        results.pop("architectures", None)
-        entry = results.setdefault("targets", {}).setdefault(args.target, {"runs": {}})
+        results = {"targets": stored_targets(), "machine": machine()}
+        entry = results["targets"].setdefault(args.target, {"runs": {}})
         entry["runs"][str(epochs)] = run
         entry.update(
             text=f"{architecture} at ratio {ratio:.2f} >= {accuracy:.0f}%",
             benchmark_epochs=cifar10.ARCHITECTURES[architecture]["epochs"],
             single_model=single_model_accuracy(architecture, ratio),
         )
-        results["machine"] = machine()
         write_results("epoch_budget", results, markdown(results))
 
 
