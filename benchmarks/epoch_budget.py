@@ -13,8 +13,9 @@ epochs beside the target and the single model's accuracy at the
 benchmark's budget.
 
 Checkpoints are those of `benchmarks/cifar10.py` (same directory, same key),
-so a run at the benchmark's own budget is shared with its `individual` row,
-and an interrupted run resumes.
+so an interrupted run resumes, and a budget the benchmark's own `individual`
+network was trained for in this very recipe is taken from its stored results
+rather than trained again.
 
 Results go to `benchmarks/results/epoch_budget.{json,md}` and the README.
 
@@ -51,6 +52,16 @@ def train_for(architecture, ratio, epochs, data):
     model, seconds = cifar10.train(architecture, arguments, recipe, data)
     accuracy = zoo.evaluate_ratios(model, data[2], [1.0], batch_size=500)[1.0]
     return {"accuracy": 100.0 * accuracy, "seconds": seconds, "recipe": recipe}
+
+
+def benchmark_run(architecture, ratio, epochs):
+    """The run of `benchmarks/cifar10.py`'s individual network at `ratio`, if
+    it was trained for `epochs` in this recipe; else None."""
+    stored = cifar10.stored_results("cifar10")["architectures"].get(architecture, {})
+    network = stored.get("individual_networks", {}).get(f"{ratio:.2f}", {})
+    if network.get("recipe") != recipe_for(architecture, epochs):
+        return None
+    return {key: network[key] for key in ("accuracy", "seconds", "recipe")}
 
 
 def stored_targets():
@@ -105,8 +116,10 @@ def main():
     for epochs in args.epochs:
         if stored_run(args.target, epochs).get("recipe") == recipe_for(architecture, epochs):
             continue
-        print(f"{args.target}: {epochs} epochs...", flush=True)
-        run = train_for(architecture, ratio, epochs, data)
+        run = benchmark_run(architecture, ratio, epochs)
+        if run is None:
+            print(f"{args.target}: {epochs} epochs...", flush=True)
+            run = train_for(architecture, ratio, epochs, data)
         print(f"  {run['accuracy']:.2f}%", flush=True)
         results = {"targets": stored_targets(), "machine": machine()}
         entry = results["targets"].setdefault(args.target, {"runs": {}})

@@ -161,3 +161,16 @@ def test_epoch_budget_lists_runs_by_epochs_beside_the_single_model():
     rows = [line for line in table.splitlines() if line.startswith("| vgg16")]
     assert [row.split(" | ")[1] for row in rows] == ["12", "48", "100"]
     assert "(sandwich) reaches 75.26 at the benchmark's 12 epochs" in table
+
+
+def test_epoch_budget_takes_the_benchmarks_own_run_only_in_its_recipe(monkeypatch):
+    epoch_budget = importlib.import_module("benchmarks.epoch_budget")
+    recipe = epoch_budget.recipe_for("resnet20", 30)
+    network = {"accuracy": 86.56, "seconds": 7801.0, "recipe": recipe, "mult_adds": 1}
+    stored = {"architectures": {"resnet20": {"individual_networks": {"1.00": network}}}}
+    monkeypatch.setattr(epoch_budget.cifar10, "stored_results", lambda name: stored)
+    run = epoch_budget.benchmark_run("resnet20", 1.0, 30)
+    assert run == {"accuracy": 86.56, "seconds": 7801.0, "recipe": recipe}
+    assert epoch_budget.benchmark_run("resnet20", 1.0, 60) is None
+    assert epoch_budget.benchmark_run("resnet20", 0.5, 30) is None
+    assert epoch_budget.benchmark_run("vgg16", 0.2, 12) is None
