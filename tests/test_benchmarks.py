@@ -155,12 +155,12 @@ def test_cifar10_checkpoints_go_under_zoo_runs_dir_when_set(monkeypatch, tmp_pat
 def test_epoch_budget_lists_runs_by_epochs_beside_the_single_model():
     epoch_budget = importlib.import_module("benchmarks.epoch_budget")
     runs = {str(e): {"accuracy": 70.0 + e / 10, "seconds": 60.0 * e} for e in (100, 12, 48)}
-    entry = {"runs": runs, "text": "vgg16 at ratio 0.20 >= 80%", "benchmark_epochs": 12}
-    entry["single_model"] = ["sandwich", 75.26]
+    entry = {"runs": runs, "text": "vgg16 at ratio 0.20 >= 80%"}
+    entry["single_model"] = ["sandwich", 75.26, 12]
     table = epoch_budget.markdown({"targets": {"vgg16_0.20": entry}})
     rows = [line for line in table.splitlines() if line.startswith("| vgg16")]
     assert [row.split(" | ")[1] for row in rows] == ["12", "48", "100"]
-    assert "(sandwich) reaches 75.26 at the benchmark's 12 epochs" in table
+    assert "(sandwich) reaches 75.26 in 12 epochs" in table
 
 
 def test_epoch_budget_takes_the_benchmarks_own_run_only_in_its_recipe(monkeypatch):
