@@ -29,7 +29,7 @@ class TrainingClock(keras.callbacks.Callback):
     """Training time that survives an interruption.
 
     At the end of each epoch the seconds trained so far are written to
-    `path`, which belongs inside the `keras.callbacks.BackupAndRestore`
+    `path`, which belongs inside the `callbacks.ShardedBackupAndRestore`
     directory so that it lives and goes with the checkpoint; a run resumed
     from that checkpoint counts on from them instead of from zero.
 

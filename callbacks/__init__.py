@@ -3,6 +3,7 @@
 from callbacks.batch_norm_calibration import BatchNormCalibration
 from callbacks.operating_point_logger import OperatingPointLogger
 from callbacks.profile_scheduler import ProfileScheduler
+from callbacks.sharded_backup_and_restore import ShardedBackupAndRestore
 from callbacks.subnet_sampler import SubnetSampler
 from callbacks.taskwise_early_stopping import TaskwiseEarlyStopping
 
@@ -10,6 +11,7 @@ __all__ = [
     "BatchNormCalibration",
     "OperatingPointLogger",
     "ProfileScheduler",
+    "ShardedBackupAndRestore",
     "SubnetSampler",
     "TaskwiseEarlyStopping",
 ]

@@ -55,7 +55,7 @@ def make_parser():
     )
     train.add_argument(
         "--checkpoint-dir",
-        help="BackupAndRestore folder: an interrupted preset run resumes from it "
+        help="Checkpoint folder (ShardedBackupAndRestore): an interrupted preset run resumes from it "
         "(default: ZOO_RUNS_DIR or KERAS_HOME/zoo/runs, then PRESET-<recipe hash>)",
     )
     train.add_argument(

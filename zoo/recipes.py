@@ -159,9 +159,10 @@ def train_recipe(
 ):
     """Compiles and fits `model` by `recipe`; resumable through `checkpoint_dir`.
 
-    With `checkpoint_dir`, `keras.callbacks.BackupAndRestore` saves the
-    model (weights, optimizer and the callbacks' progress) every epoch, so a
-    run interrupted at any point resumes where it stopped. `callbacks` are
+    With `checkpoint_dir`, `callbacks.ShardedBackupAndRestore` saves the
+    model (weights, optimizer and the callbacks' progress) every epoch, in
+    files of at most 16 MB, so a run interrupted at any point resumes where
+    it stopped, and its checkpoint can be committed to carry it over. `callbacks` are
     passed to `fit` after the recipe's own and the backup.
     """
     keras.utils.set_random_seed(seed)
@@ -174,7 +175,9 @@ def train_recipe(
     extra = []
     if checkpoint_dir:
         os.makedirs(checkpoint_dir, exist_ok=True)
-        extra.append(keras.callbacks.BackupAndRestore(checkpoint_dir))
+        import callbacks  # the project's callback suite
+
+        extra.append(callbacks.ShardedBackupAndRestore(checkpoint_dir))
     if recipe.get("augment"):
         inputs = {"x": training_dataset(train_data, recipe, seed), "shuffle": False}
     else:

@@ -1,0 +1,79 @@
+import glob
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import callbacks
+import zoo
+
+SHARD_GB = 50e-6  # 53 KB: above the largest variable (40 KB), below the total (150 KB)
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, y = zoo.datasets.load_arrays("digits", "train")
+    return x[:64], y[:64]
+
+
+def fit(data, backup, epochs=4, extra=()):
+    keras.utils.set_random_seed(0)
+    model = zoo.build("mlp", input_shape=(8, 8, 1))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(
+        *data, batch_size=16, epochs=epochs, shuffle=False, callbacks=[backup, *extra], verbose=0
+    )
+    return model
+
+
+class Interrupt(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            raise RuntimeError("interrupted")
+
+
+def test_an_interrupted_run_resumes_bit_for_bit_from_bounded_files(data, tmp_path):
+    backup_dir = str(tmp_path / "backup")
+    straight = fit(data, callbacks.ShardedBackupAndRestore(str(tmp_path / "other"), SHARD_GB))
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit(data, callbacks.ShardedBackupAndRestore(backup_dir, SHARD_GB), extra=[Interrupt()])
+
+    shards = glob.glob(os.path.join(backup_dir, "*.weights.h5"))
+    assert len(shards) > 2 and os.path.exists(os.path.join(backup_dir, "latest.weights.json"))
+    assert max(os.path.getsize(s) for s in shards) < SHARD_GB * 1024**3 + 16384  # + HDF5 headers
+
+    resumed = fit(data, callbacks.ShardedBackupAndRestore(backup_dir, SHARD_GB))
+    for a, b in zip(
+        straight.weights + straight.optimizer.variables,
+        resumed.weights + resumed.optimizer.variables,
+    ):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert not os.path.exists(backup_dir)  # deleted at the end, as BackupAndRestore does
+
+
+def test_a_checkpoint_of_keras_backup_and_restore_is_resumed_then_sharded(data, tmp_path):
+    backup_dir = str(tmp_path / "backup")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit(data, keras.callbacks.BackupAndRestore(backup_dir), extra=[Interrupt()])
+    assert sorted(os.listdir(backup_dir)) == ["latest.weights.h5", "training_metadata.json"]
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs = getattr(self, "epochs", []) + [epoch]
+            raise RuntimeError("stopped after one epoch")
+
+    stop = Stop()
+    with pytest.raises(RuntimeError, match="stopped"):
+        fit(data, callbacks.ShardedBackupAndRestore(backup_dir, SHARD_GB), extra=[stop])
+    assert stop.epochs == [2]  # resumed at epoch 2, not from scratch
+    files = os.listdir(backup_dir)
+    assert "latest.weights.h5" not in files and "latest.weights.json" in files
+
+
+def test_a_shard_size_that_is_not_positive_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="max_shard_size must be a positive"):
+        callbacks.ShardedBackupAndRestore(str(tmp_path), max_shard_size=0)
