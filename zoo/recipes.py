@@ -175,9 +175,9 @@ def train_recipe(
     extra = []
     if checkpoint_dir:
         os.makedirs(checkpoint_dir, exist_ok=True)
-        import callbacks  # the project's callback suite
+        from callbacks import ShardedBackupAndRestore  # `callbacks` is an argument here
 
-        extra.append(callbacks.ShardedBackupAndRestore(checkpoint_dir))
+        extra.append(ShardedBackupAndRestore(checkpoint_dir))
     if recipe.get("augment"):
         inputs = {"x": training_dataset(train_data, recipe, seed), "shuffle": False}
     else:
