@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import zoo
 from callbacks.state import check_ratio_list, format_ratio
 from zoo.cost import cost
 from zoo.evaluation import evaluate_ratios
@@ -16,8 +17,10 @@ class OperatingPointLogger(keras.callbacks.Callback):
     """Evaluates every operating point at each epoch end and logs it.
 
     - Adds `val_accuracy@R` and `val_loss@R` to the epoch logs (`R` as in
-      `0.25`, `1.0`), so `EarlyStopping`, `ModelCheckpoint` and `History` can
-      use them (list this callback before them).
+      `0.25`, `1.0`), so `History` keeps them and `EarlyStopping` and
+      `ModelCheckpoint` can `monitor` them (list this callback before
+      them). A `ModelCheckpoint` file name cannot hold them: `str.format`
+      reads the `.` in `{val_accuracy@0.25}` as an attribute.
     - With `log_dir`, writes TensorBoard summaries: one run per operating
       point (`log_dir/r=0.25/`, ...) with the scalars
       `operating_point/accuracy`, `operating_point/loss` and
@@ -54,6 +57,11 @@ class OperatingPointLogger(keras.callbacks.Callback):
         self._cost_images = None
 
     def on_train_begin(self, logs=None):
+        if not isinstance(self.model, zoo.DynamicModel):
+            raise ValueError(
+                f"OperatingPointLogger needs a zoo.DynamicModel (built with zoo.build); "
+                f"got {type(self.model).__name__}."
+            )
         if self.ratios is None:
             self.ratios = sorted(self.model.operating_points, reverse=True)
         self.mult_adds = self._mult_adds()

@@ -191,7 +191,7 @@ class ProfileScheduler(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.mode == "stages":
             self.model.freeze_channels(0.0)
-        # The plan is saved with the model: leave the default behind.
+        # A later `fit` without this callback trains at the default plan.
         self.model.set_training_plan([1.0])
 
     def _log(self, message):

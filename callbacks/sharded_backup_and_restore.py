@@ -37,7 +37,7 @@ class ShardedBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def __init__(self, backup_dir, max_shard_size=0.015, save_freq="epoch", delete_checkpoint=True):
         super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=delete_checkpoint)
-        if not max_shard_size > 0:
+        if not isinstance(max_shard_size, (int, float)) or not max_shard_size > 0:
             raise ValueError(
                 f"max_shard_size must be a positive number of gigabytes; got {max_shard_size!r}."
             )

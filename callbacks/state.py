@@ -18,6 +18,7 @@ WINDOWS = {
     "ProfileScheduler": (72, 8),
     "TaskwiseEarlyStopping epoch": (80, 2),
     "ProfileScheduler epoch": (82, 2),
+    "SubnetSampler epoch": (84, 2),
 }
 
 
@@ -87,6 +88,11 @@ class EpochProgress:
     def __init__(self, model, owner):
         self.state = CallbackState(model, f"{owner} epoch")
 
+    @property
+    def begun(self):
+        """Batches begun in the current (or the interrupted) epoch."""
+        return int(self.state[self.BEGUN])
+
     def epoch_begin(self, params):
         """Starts an epoch; True if it reruns one that was interrupted."""
         steps = self.state[self.STEPS]
@@ -113,10 +119,7 @@ def check_ratio_list(ratios, argument="ratios"):
     ratios = [float(r) for r in np.atleast_1d(ratios)] if ratios is not None else []
     if not ratios:
         raise ValueError(f"`{argument}` is empty: give at least one ratio in (0, 1].")
-    try:
-        check_ratio(ratios)
-    except ValueError as error:
-        raise ValueError(f"`{argument}`: {error}") from None
+    check_ratio(ratios, argument)
     return sorted(set(ratios), reverse=True)
 
 

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 
 import zoo
-from callbacks.state import CallbackState, check_ratio_list
+from callbacks.state import CallbackState, EpochProgress, check_ratio_list
+from zoo.dynamic_model import MAX_PLAN_SIZE
 
 STEP, REORDERED = range(2)
 
@@ -32,7 +33,8 @@ class SubnetSampler(keras.callbacks.Callback):
 
     Draws depend only on `seed` and a step counter kept in the model's
     `training_state`, so a run resumed under `BackupAndRestore` draws the
-    same sequence.
+    same sequence; an epoch rerun after a mid-epoch backup (`save_freq=N`)
+    repeats that epoch's draws.
 
     Args:
         ratios: ratios to draw from (exclusive with `ratio_range`).
@@ -74,7 +76,7 @@ class SubnetSampler(keras.callbacks.Callback):
             self.ratios = check_ratio_list(ratios)
             self.low, self.high = min(self.ratios), max(self.ratios)
         else:
-            low, high = (float(v) for v in ratio_range)
+            low, high = _pair(ratio_range)
             if not 0.0 < low < high <= 1.0:
                 raise ValueError(
                     f"`ratio_range` must be (low, high) with 0 < low < high <= 1; got {ratio_range}."
@@ -82,16 +84,19 @@ class SubnetSampler(keras.callbacks.Callback):
             self.ratios, self.low, self.high = None, low, high
         if per not in ("batch", "epoch"):
             raise ValueError(f"`per` must be 'batch' or 'epoch'; got {per!r}.")
-        if sandwich and int(num_ratios) < 2:
-            raise ValueError(f"The sandwich rule needs `num_ratios` >= 2; got {num_ratios}.")
+        if sandwich and not 2 <= int(num_ratios) <= MAX_PLAN_SIZE:
+            raise ValueError(
+                f"The sandwich rule trains 2 to {MAX_PLAN_SIZE} ratios a step "
+                f"(`num_ratios`); got {num_ratios}."
+            )
         if not 0.0 <= distillation <= 1.0:
             raise ValueError(f"`distillation` must be in [0, 1]; got {distillation}.")
-        if not replace and (self.ratios is None or len(self.ratios) < int(num_ratios)):
+        if sandwich and not replace and (self.ratios is None or len(self.ratios) < int(num_ratios)):
             raise ValueError(
                 "`replace=False` draws distinct ratios from `ratios`, so it needs `ratios` with "
                 f"at least `num_ratios` ({num_ratios}) of them; got ratios={ratios}."
             )
-        if not replace and nonuniform:
+        if sandwich and not replace and nonuniform:
             raise ValueError(
                 "`replace=False` draws distinct uniform ratios; non-uniform sub-nets draw a "
                 "ratio per width group, so use it with `nonuniform=False`."
@@ -134,6 +139,7 @@ class SubnetSampler(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.state = CallbackState(self.model, type(self).__name__)
+        self.progress = EpochProgress(self.model, type(self).__name__)
         if self.nonuniform:
             zoo.width_groups(self.model)  # a clear error for non-chain models
             if self.reorder and not self.state[REORDERED]:
@@ -152,13 +158,31 @@ class SubnetSampler(keras.callbacks.Callback):
         self.state[STEP] = step + 1
 
     def on_train_batch_begin(self, batch, logs=None):
+        self.progress.batch_begin(batch)
         if self.per == "batch":
             self._apply()
 
     def on_train_end(self, logs=None):
-        # The plan is saved with the model: leave the default behind.
+        # A later `fit` without this callback trains at the default plan.
         self.model.set_training_plan([1.0])
 
     def on_epoch_begin(self, epoch, logs=None):
+        begun = self.progress.begun
+        if self.progress.epoch_begin(self.params):
+            # The interrupted epoch runs again from its first batch: rewind.
+            self.state[STEP] -= begun if self.per == "batch" else 1
         if self.per == "epoch":
             self._apply()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.progress.epoch_end()
+
+
+def _pair(ratio_range):
+    try:
+        low, high = (float(v) for v in ratio_range)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`ratio_range` must be (low, high) with 0 < low < high <= 1; got {ratio_range!r}."
+        ) from None
+    return low, high

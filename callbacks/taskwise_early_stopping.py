@@ -221,7 +221,7 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.alternate_profile:
             self.model.set_update_group("all")
-        # The plan is saved with the model: leave the default behind.
+        # A later `fit` without this callback trains at the default plan.
         self.model.set_training_plan([1.0])
 
     def on_train_batch_begin(self, batch, logs=None):

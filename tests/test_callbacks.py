@@ -241,7 +241,7 @@ def test_sandwich_set_has_widest_narrowest_and_random(data):
     model.fit(*data, batch_size=16, epochs=1, callbacks=[sampler, record], verbose=0)
     assert all(p["distillation"] == 1.0 and p["ratios"][0] == 1.0 for p in record.plans)
     assert len({tuple(p["ratios"]) for p in record.plans}) == len(record.plans)
-    # The plan is saved with the model: fit leaves the default behind.
+    # fit leaves the default plan behind.
     assert model.training_plan == {"ratios": [1.0], "weights": [1.0], "distillation": 0.0}
 
 
@@ -282,6 +282,13 @@ def test_sampler_rejects_bad_arguments():
         callbacks.SubnetSampler(
             ratios=[1.0, 0.5, 0.25], sandwich=True, num_ratios=3, replace=False, nonuniform=True
         )
+    for bad in ((0.5,), 0.5, ("low", 1.0)):
+        with pytest.raises(ValueError, match="`ratio_range` must be \\(low, high\\)"):
+            callbacks.SubnetSampler(ratio_range=bad)
+    with pytest.raises(ValueError, match="2 to 32 ratios"):
+        callbacks.SubnetSampler(ratio_range=(0.1, 1.0), sandwich=True, num_ratios=40)
+    # `replace` only matters under the sandwich rule.
+    callbacks.SubnetSampler(ratios=[1.0, 0.5], replace=False)
 
 
 def test_sampler_does_not_retrace(data):
@@ -308,6 +315,16 @@ def test_logger_keys_in_history_and_early_stopping(data):
         assert len(history.history[key]) == len(history.history["loss"])
     accuracy = zoo.evaluate_ratios(model, data, [0.25])[0.25]
     assert history.history["val_accuracy@0.25"][-1] == pytest.approx(accuracy)
+
+
+def test_logger_on_a_plain_keras_model_says_what_it_needs(data):
+    model = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    logger = callbacks.OperatingPointLogger(data)
+    with pytest.raises(ValueError, match="needs a zoo.DynamicModel"):
+        model.fit(*data, epochs=1, callbacks=[logger], verbose=0)
 
 
 def test_logger_tensorboard_runs_read_back(data, tmp_path):
@@ -646,3 +663,22 @@ def test_non_uniform_sampler_needs_a_chain_model(data):
             callbacks=[callbacks.SubnetSampler(ratios=[1.0, 0.5], nonuniform=True)],
             verbose=0,
         )
+
+
+@pytest.mark.parametrize("per", ["epoch", "batch"])
+def test_sampler_repeats_the_draws_of_an_epoch_rerun_after_a_mid_epoch_backup(data, tmp_path, per):
+    x, y = data[0][:32], data[1][:32]  # two batches an epoch
+
+    def run(extra, backup_dir):
+        model, record = mlp(0.0), RecordPlans()
+        sampler = callbacks.SubnetSampler(ratios=[1.0, 0.75, 0.5, 0.25], per=per, seed=1)
+        backup = keras.callbacks.BackupAndRestore(str(backup_dir), save_freq=1)
+        model.fit(
+            x, y, batch_size=16, epochs=5, callbacks=[backup, sampler, record, *extra], verbose=0
+        )
+        return [p["ratios"] for p in record.plans]
+
+    uninterrupted = run([], tmp_path / "whole")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run([InterruptAtBatch(epoch=2, batch=1)], tmp_path / "cut")  # backed up after batch 0
+    assert run([], tmp_path / "cut") == uninterrupted[4:]  # epoch 2 again, then 3 and 4

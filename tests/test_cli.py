@@ -32,3 +32,14 @@ def test_bad_ratios_flag():
 def test_recalibrate_needs_a_preset():
     with pytest.raises(SystemExit, match="--preset NAME"):
         cli.main(["train", "--recalibrate"])
+
+
+def test_the_table_gives_lcnet_its_mean_cost_over_the_test_images():
+    import zoo
+
+    images = zoo.datasets.load_arrays("digits", "test")[0][:16]
+    model = zoo.build("lcnet_resnet20", input_shape=(8, 8, 1), num_classes=10)
+    expected = zoo.cost(model, 0.5, data=images)["flops"]
+    assert cli.mult_adds(model, 0.5, images) == expected
+    mlp = zoo.build("mlp", input_shape=(8, 8, 1))
+    assert cli.mult_adds(mlp, 0.5, images) == zoo.cost(mlp, 0.5)["flops"]

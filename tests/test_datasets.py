@@ -114,7 +114,7 @@ def test_digits_pipeline_with_batching_and_augmentation():
     assert len(x_train) + len(x_test) == 1797 and x_train.max() == 255
 
 
-@pytest.mark.parametrize("bad", ["validation", "train[a:b]"])
+@pytest.mark.parametrize("bad", ["validation", "train[a:b]", "train[%:]"])
 def test_bad_split_and_name(bad):
     with pytest.raises(ValueError, match="Unknown split"):
         datasets.load_arrays("digits", bad)
@@ -125,3 +125,8 @@ def test_bad_split_and_name(bad):
 def test_percent_split():
     x, _ = datasets.load_arrays("digits", "train[-10%:]")
     assert len(x) == 144
+
+
+def test_a_percentage_beyond_the_split_is_refused():
+    with pytest.raises(ValueError, match="between -100% and 100%"):
+        datasets.load_arrays("digits", "train[:150%]")

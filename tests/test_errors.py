@@ -62,3 +62,8 @@ def test_a_standalone_layer_rejects_bad_tensor_ratios(ratio):
     traced = tf.function(lambda r: layer(x, compute_ratio=r))
     with pytest.raises(tf.errors.InvalidArgumentError, match="compute_ratio"):
         traced(tf.constant(ratio))
+
+
+def test_cost_takes_one_ratio_or_a_ratio_per_group_not_both(model):
+    with pytest.raises(ValueError, match="not both"):
+        zoo.cost(model, compute_ratio=0.5, layer_ratios=[1.0, 0.2])

@@ -147,6 +147,23 @@ def test_repeated_operating_points_are_refused():
         zoo.layers.DynamicBatchNormalization(operating_points=(0.25, 0.25))
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(width=0), r"`width` .* > 0; got 0"),
+        (dict(width=-1.0), r"`width` .* > 0; got -1.0"),
+        (dict(num_classes=0), r"`num_classes` must be an integer >= 1; got 0"),
+        (dict(channel_multiple=0), r"`channel_multiple` must be an integer >= 1"),
+        (dict(operating_points=[0, 0.5]), r"`operating_points` must be in \(0, 1\]"),
+        (dict(profile_boundaries=(1.5,)), r"`profile_boundaries` must increase strictly"),
+        (dict(profile_boundaries=(0.6, 0.3)), r"`profile_boundaries` must increase strictly"),
+    ],
+)
+def test_bad_model_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        zoo.build("mlp", input_shape=(8, 8, 1), **kwargs)
+
+
 def test_config_keeps_trainable_and_dtype():
     model = zoo.build("mlp", input_shape=(8, 8, 1), trainable=False, dtype="float32")
     config = model.get_config()

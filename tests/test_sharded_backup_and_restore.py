@@ -74,6 +74,7 @@ def test_a_checkpoint_of_keras_backup_and_restore_is_resumed_then_sharded(data, 
     assert "latest.weights.h5" not in files and "latest.weights.json" in files
 
 
-def test_a_shard_size_that_is_not_positive_is_refused(tmp_path):
+@pytest.mark.parametrize("size", [0, -1.0, "16MB"])
+def test_a_shard_size_that_is_not_a_positive_number_is_refused(tmp_path, size):
     with pytest.raises(ValueError, match="max_shard_size must be a positive"):
-        callbacks.ShardedBackupAndRestore(str(tmp_path), max_shard_size=0)
+        callbacks.ShardedBackupAndRestore(str(tmp_path), max_shard_size=size)

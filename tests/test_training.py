@@ -73,6 +73,46 @@ def test_changing_the_plan_between_batches_does_not_retrace():
     assert len(traces) == traced
 
 
+class SetPlan(keras.callbacks.Callback):
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.set_training_plan([1.0, 0.5], distillation=1.0)
+
+
+def test_the_plan_is_not_a_weight_so_checkpoints_do_not_bring_it_back(tmp_path):
+    x, y = digits(64)
+    model = compiled(zoo.build("mlp", input_shape=(8, 8, 1)))
+    assert not [v.path for v in model.weights if "plan" in v.path]
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "last.keras"))
+    best = keras.callbacks.EarlyStopping("loss", patience=5, restore_best_weights=True)
+    model.fit(x, y, epochs=2, callbacks=[SetPlan(), checkpoint, best], verbose=0)
+    model.set_training_plan([1.0])
+    best.on_train_end()  # restores the best epoch's weights, plan untouched
+    assert model.training_plan["ratios"] == [1.0]
+    loaded = keras.saving.load_model(tmp_path / "last.keras")
+    assert loaded.training_plan == {"ratios": [1.0], "weights": [1.0], "distillation": 0.0}
+
+
+def test_weights_saved_with_the_plan_as_weights_still_load(tmp_path):
+    import h5py
+
+    model = zoo.build("mlp", input_shape=(8, 8, 1))
+    model.training_state.assign(np.arange(model.training_state.shape[0], dtype="float32"))
+    path = str(tmp_path / "legacy.weights.h5")
+    model.save_weights(path)
+    with h5py.File(path, "r+") as f:  # the layout before the plan left the weights
+        own = f["vars"]
+        own.move("0", "6")
+        for i in range(6):
+            own[str(i)] = np.full(3, 0.5, "float32")
+    fresh = zoo.build("mlp", input_shape=(8, 8, 1))
+    fresh.load_weights(path)
+    np.testing.assert_array_equal(fresh.training_state.numpy(), model.training_state.numpy())
+    np.testing.assert_array_equal(
+        fresh.predict(digits(4)[0], verbose=0), model.predict(digits(4)[0], verbose=0)
+    )
+    assert fresh.training_plan["ratios"] == [1.0]
+
+
 def test_training_data_must_not_carry_ratios():
     x, y = digits(32)
     model = compiled(zoo.build("mlp", input_shape=(8, 8, 1)))
@@ -84,7 +124,7 @@ def test_training_data_must_not_carry_ratios():
     "kwargs, message",
     [
         (dict(ratios=[]), "1 to 32 ratios"),
-        (dict(ratios=[1.0, 1.2]), "compute_ratio"),
+        (dict(ratios=[1.0, 1.2]), r"`ratios` must be in \(0, 1\]"),
         (dict(ratios=[1.0, 0.5], weights=[1.0]), "one weight per ratio"),
         (dict(ratios=[1.0], distillation=2.0), "distillation"),
     ],

@@ -136,12 +136,19 @@ def print_table(model, test, ratios):
     print("Evaluating")
     accuracy = evaluate_ratios(model, test, ratios, progress=progress)
     latency = measure_latency(model, ratios, batch_size=1)
-    full = cost(model, 1.0)["flops"]
+    full = mult_adds(model, 1.0, test[0])
     print(f"\n{'ratio':>6} {'accuracy':>9} {'mult-adds':>12} {'of full':>8} {'latency b=1':>12}")
     for ratio in ratios:
-        flops = cost(model, ratio)["flops"]
+        flops = mult_adds(model, ratio, test[0])
         print(
-            f"{ratio:>6.2f} {100 * accuracy[ratio]:>8.2f}% {flops:>12,d} "
+            f"{ratio:>6.2f} {100 * accuracy[ratio]:>8.2f}% {flops:>12,.0f} "
             f"{flops / full:>8.1%} {1000 * latency[ratio]:>9.3f} ms"
         )
     return accuracy
+
+
+def mult_adds(model, ratio, images):
+    """Multiply-adds per input; for LC-Net, whose cost depends on the input,
+    the mean over (at most 1000 of) `images`."""
+    data = images[:1000] if hasattr(model, "cost_per_input") else None
+    return cost(model, ratio, data=data)["flops"]

@@ -22,15 +22,16 @@ from zoo.ratio import check_ratio
 KEYS = ("flops", "params", "dot_products")
 
 
-def cost(model, compute_ratio=1.0, per_layer=False, layer_ratios=None, data=None):
+def cost(model, compute_ratio=None, per_layer=False, layer_ratios=None, data=None):
     """Cost of a `zoo.DynamicModel` at `compute_ratio`.
 
     Args:
         model: a `zoo.DynamicModel`.
-        compute_ratio: float in (0, 1].
+        compute_ratio: float in (0, 1]; default 1.0.
         per_layer: also return `"layers"`: each dynamic layer's own counts.
         layer_ratios: a non-uniform sub-net instead: one ratio per width
-            group (chain models, see `zoo.width_groups`).
+            group (chain models, see `zoo.width_groups`); not with
+            `compute_ratio`.
         data: images, for models whose cost depends on the input (LC-Net):
             then the result is the mean over them, with `"per_input"`.
 
@@ -43,6 +44,12 @@ def cost(model, compute_ratio=1.0, per_layer=False, layer_ratios=None, data=None
     >>> zoo.cost(model, compute_ratio=0.5)["flops"]
     >>> zoo.cost(lcnet, compute_ratio=0.5, data=x_test[:1000])["per_input"]
     """
+    if compute_ratio is not None and layer_ratios is not None:
+        raise ValueError(
+            "Give `compute_ratio` (one ratio for every layer) or `layer_ratios` "
+            "(one per width group), not both."
+        )
+    compute_ratio = 1.0 if compute_ratio is None else compute_ratio
     check_ratio(compute_ratio)
     if hasattr(model, "cost_per_input"):
         if data is None:
@@ -57,7 +64,7 @@ def cost(model, compute_ratio=1.0, per_layer=False, layer_ratios=None, data=None
         }
     if layer_ratios is not None:
         layer_ratios = [float(r) for r in layer_ratios]
-        check_ratio(layer_ratios)
+        check_ratio(layer_ratios, "layer_ratios")
         if len(layer_ratios) != model.num_width_groups:
             raise ValueError(
                 f"`layer_ratios` needs one ratio per width group: {model.num_width_groups} "

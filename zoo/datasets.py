@@ -108,15 +108,17 @@ def load_arrays(name, split="train", data_dir=None):
 
 
 def _parse_split(split):
-    match = re.fullmatch(r"(\w+)(?:\[(-?\d*%?):(-?\d*%?)\])?", split.strip())
+    match = re.fullmatch(r"(\w+)(?:\[(-?\d+%?)?:(-?\d+%?)?\])?", split.strip())
     if not match or match.group(1) not in SPLITS:
         raise ValueError(
             f"Unknown split {split!r}. Splits are {list(SPLITS)}, optionally "
             "sliced like 'train[:50000]' or 'train[-10%:]'."
         )
     base, start, stop = match.groups()
-    if start is None:
+    if "[" not in split:
         return base, slice(None)
+    if any(abs(int(b[:-1])) > 100 for b in (start, stop) if b and b.endswith("%")):
+        raise ValueError(f"Split {split!r}: a percentage must be between -100% and 100%.")
     return base, _PercentSlice(start, stop)
 
 

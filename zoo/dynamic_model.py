@@ -19,13 +19,11 @@ MAX_WIDTH_GROUPS = 32
 # Progress of training callbacks (current task, best value, sampler step...)
 # lives in this many floats saved with the model; see `callbacks/`.
 TRAINING_STATE_SIZE = 128
+# Weights files saved before the plan stopped being a weight hold it as six.
+LEGACY_PLAN_WEIGHTS = 6
 
 
 class DynamicModel(keras.Model):
-    # Chain models (each layer reads the previous one's channels) also run
-    # non-uniform sub-nets: a ratio per width group (`zoo.width_groups`).
-    is_chain = False
-
     """A model that runs at any compute ratio in (0, 1].
 
     Inputs are raw images (0 to 255), alone (ratio 1.0) or in a dict with a
@@ -48,8 +46,10 @@ class DynamicModel(keras.Model):
     (the other ratios learn from the first ratio's detached soft output, as
     in slimmable networks). The plan lives in variables, so callbacks change
     it between batches without retracing the training step. Without a
-    callback the plan is ratio 1.0 alone: plain IDP training. The metrics
-    that `fit` reports are those of the plan's first ratio.
+    callback the plan is ratio 1.0 alone: plain IDP training. `fit`'s
+    `loss` is what the step minimises, the weighted sum over the plan (so
+    with three ratios it is about three times `val_loss`, which is at ratio
+    1.0); its other metrics are those of the plan's first ratio.
 
     **Training state.** `training_state` is a vector of floats saved with
     the weights where training callbacks keep their progress, so that
@@ -80,6 +80,10 @@ class DynamicModel(keras.Model):
         **kwargs: standard `keras.Model` arguments (`name`).
     """
 
+    # Chain models (each layer reads the previous one's channels) also run
+    # non-uniform sub-nets: a ratio per width group (`zoo.width_groups`).
+    is_chain = False
+
     def __init__(
         self,
         input_shape,
@@ -92,48 +96,34 @@ class DynamicModel(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.profile_boundaries = tuple(float(b) for b in profile_boundaries or ())
+        self.profile_boundaries = check_profile_boundaries(profile_boundaries)
         self.image_shape = tuple(int(d) for d in input_shape)
-        self.num_classes = int(num_classes)
+        self.num_classes = at_least_one(num_classes, "num_classes")
         self.operating_points = check_operating_points(operating_points)
         self.profile = profiles_lib.get(profile)
+        if not float(width) > 0:
+            raise ValueError(
+                f"`width` multiplies every channel count: give a number > 0; got {width}."
+            )
         self.width = float(width)
-        self.channel_multiple = int(channel_multiple)
-        self._plan_ratios = self.add_weight(
-            name="plan_ratios",
-            shape=(MAX_PLAN_SIZE,),
-            initializer="ones",
-            trainable=False,
-        )
-        self._plan_weights = self.add_weight(
-            name="plan_weights",
-            shape=(MAX_PLAN_SIZE,),
-            initializer=keras.initializers.Constant([1.0] + [0.0] * (MAX_PLAN_SIZE - 1)),
-            trainable=False,
-        )
-        self._plan_size = self.add_weight(
-            name="plan_size", shape=(), initializer="ones", dtype="int32", trainable=False
-        )
-        self._plan_distillation = self.add_weight(
-            name="plan_distillation", shape=(), initializer="zeros", trainable=False
-        )
-        self._plan_layer_ratios = self.add_weight(
-            name="plan_layer_ratios",
-            shape=(MAX_PLAN_SIZE, MAX_WIDTH_GROUPS),
-            initializer="ones",
-            trainable=False,
-        )
-        self._plan_nonuniform = self.add_weight(
-            name="plan_nonuniform", shape=(), initializer="zeros", dtype="int32", trainable=False
-        )
+        self.channel_multiple = at_least_one(channel_multiple, "channel_multiple")
+        # The plan is not a weight: a checkpoint taken mid-training, or
+        # `EarlyStopping(restore_best_weights=True)`, would otherwise bring
+        # back a callback's plan after `fit` has restored the default.
+        self._untracked("_plan_ratios", np.ones(MAX_PLAN_SIZE, "float32"))
+        self._untracked("_plan_weights", np.eye(1, MAX_PLAN_SIZE, dtype="float32")[0])
+        self._untracked("_plan_size", np.int32(1))
+        self._untracked("_plan_distillation", np.float32(0.0))
+        self._untracked("_plan_layer_ratios", np.ones((MAX_PLAN_SIZE, MAX_WIDTH_GROUPS), "float32"))
+        self._untracked("_plan_nonuniform", np.int32(0))
         self.num_width_groups = 0
         # Not a weight: bumped whenever weights change, so that layers'
         # inference caches of sliced kernels know when they are stale.
-        object.__setattr__(self, "_weights_version", tf.Variable(0, trainable=False))
+        self._untracked("_weights_version", np.int32(0))
         # Set by callbacks between batches (never saved: callbacks set them
         # again from `training_state` when training resumes).
-        object.__setattr__(self, "_frozen_ratio", tf.Variable(0.0, trainable=False))
-        object.__setattr__(self, "_update_group", tf.Variable(0, trainable=False))
+        self._untracked("_frozen_ratio", np.float32(0.0))
+        self._untracked("_update_group", np.int32(0))
         object.__setattr__(self, "_profile_optimizer", None)
         self.training_state = self.add_weight(
             name="training_state",
@@ -141,6 +131,10 @@ class DynamicModel(keras.Model):
             initializer="zeros",
             trainable=False,
         )
+
+    def _untracked(self, name, value):
+        """A variable that is not one of the model's weights: never saved."""
+        object.__setattr__(self, name, tf.Variable(value, trainable=False, name=name.lstrip("_")))
 
     # -- architecture helpers -------------------------------------------------
 
@@ -237,7 +231,7 @@ class DynamicModel(keras.Model):
                 "layers), so it runs uniform sub-nets only: use `compute_ratio`."
             )
         if isinstance(layer_ratios, (list, tuple, np.ndarray)):
-            check_ratio(layer_ratios)
+            check_ratio(layer_ratios, "layer_ratios")
         ratios = tf.cast(tf.convert_to_tensor(layer_ratios), "float32")
         if ratios.shape.rank != 1 or ratios.shape[0] not in (None, self.num_width_groups):
             raise ValueError(
@@ -328,7 +322,7 @@ class DynamicModel(keras.Model):
             raise ValueError(
                 f"A training plan holds 1 to {MAX_PLAN_SIZE} ratios; got {len(ratios)}."
             )
-        check_ratio(ratios)
+        check_ratio(ratios, "ratios")
         weights = [1.0] * len(ratios) if weights is None else [float(w) for w in weights]
         if len(weights) != len(ratios):
             raise ValueError(
@@ -355,7 +349,7 @@ class DynamicModel(keras.Model):
                 f"`layer_ratios` needs shape ({count}, {groups}): one ratio per width "
                 f"group for each plan entry; got {layer_ratios.shape}."
             )
-        check_ratio(layer_ratios)
+        check_ratio(layer_ratios, "layer_ratios")
         padded = np.ones((MAX_PLAN_SIZE, MAX_WIDTH_GROUPS), "float32")
         padded[:count, :groups] = layer_ratios
         return padded
@@ -467,7 +461,7 @@ class DynamicModel(keras.Model):
         """
         ratio = float(ratio)
         if ratio != 0.0:
-            check_ratio(ratio)
+            check_ratio(ratio, "ratio")
         self._frozen_ratio.assign(ratio)
 
     @property
@@ -600,8 +594,23 @@ class DynamicModel(keras.Model):
     def load_own_variables(self, store):
         # `keras.saving.load_model` assigns the weights through this hook
         # (and the layers' own), not through `load_weights`.
-        super().load_own_variables(store)
+        super().load_own_variables(self._without_legacy_plan(store))
         self.weights_changed()
+
+    def _without_legacy_plan(self, store):
+        """`store`, less the plan that files saved before 2026-11-26 hold.
+
+        Those files kept the training plan as six weights, right after the
+        model's own trainable ones; they load as if it had never been saved.
+        """
+        trainable = len(self._trainable_variables)
+        count = trainable + len(self._non_trainable_variables)
+        if len(store.keys()) != count + LEGACY_PLAN_WEIGHTS:
+            return store
+        return {
+            str(i): store[str(i if i < trainable else i + LEGACY_PLAN_WEIGHTS)]
+            for i in range(count)
+        }
 
     @staticmethod
     def _dense(gradients, variables):
@@ -637,3 +646,20 @@ class DynamicModel(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def check_profile_boundaries(boundaries):
+    """`profile_boundaries` as a tuple, or a clear error."""
+    boundaries = tuple(float(b) for b in boundaries or ())
+    if not all(0 < b < 1 for b in boundaries) or list(boundaries) != sorted(set(boundaries)):
+        raise ValueError(
+            "`profile_boundaries` must increase strictly, each in (0, 1), e.g. (0.3,) for "
+            f"the ranges (0, 0.3] and (0.3, 1]; got {boundaries}."
+        )
+    return boundaries
+
+
+def at_least_one(value, argument):
+    if int(value) != value or value < 1:
+        raise ValueError(f"`{argument}` must be an integer >= 1; got {value}.")
+    return int(value)

@@ -29,7 +29,7 @@ def evaluate_ratios(model, data, ratios=None, batch_size=256, progress=None, ret
     >>> zoo.evaluate_ratios(model, (x_test, y_test), [0.25, 0.5, 1.0])
     """
     ratios = list(model.operating_points if ratios is None else ratios)
-    check_ratio(ratios)
+    check_ratio(ratios, "ratios")
     dataset = as_dataset(data, batch_size, with_labels=True)
 
     step = _evaluation_step(model)

@@ -114,15 +114,13 @@ def save_weights_without_optimizer(model, path):
     variables: SGD's momentum doubles the file, which a user loading the
     preset for inference does not need. An uncompiled copy of the model,
     given the same weights, writes the weights alone; it also leaves out
-    the last training step's plan and the callbacks' progress
-    (`training_state`), so the file loads as a freshly built model with
+    the callbacks' progress (`training_state`), so the file loads as a freshly built model with
     trained weights. The file is written beside `path` and then moved
     there, so an interrupted save never leaves a half-written file where a
     cache or a later run would read it.
     """
     copy = model.__class__.from_config(model.get_config())
     copy.set_weights(model.get_weights())
-    copy.set_training_plan([1.0])
     copy.training_state.assign(keras.ops.zeros_like(copy.training_state))
     with atomic_files.atomic_path(path, ".weights.h5") as partial:
         copy.save_weights(partial)

@@ -93,9 +93,6 @@ def load(name, pretrained=True):
             )
         path = weights_download.fetch(preset["weights"], preset["sha256"])
         model.load_weights(path)
-        # Files published before `save_weights_without_optimizer` reset it
-        # hold the plan of their last training step.
-        model.set_training_plan([1.0])
     return model
 
 

@@ -43,15 +43,15 @@ def channel_width(ratio, channels, channel_multiple=1):
     return int(min(max(width, 1), channels))
 
 
-def check_ratio(ratio):
-    """Raises a `ValueError` unless every value of `ratio` is in (0, 1]."""
+def check_ratio(ratio, argument="compute_ratio"):
+    """Raises a `ValueError` naming `argument` unless every value of `ratio` is in (0, 1]."""
     values = np.asarray(ratio, dtype="float64")
     if values.size == 0:
-        raise ValueError("`compute_ratio` is empty: give one ratio per sample.")
+        raise ValueError(f"`{argument}` is empty: give at least one ratio in {RATIO_RANGE}.")
     bad = values[~((values > 0) & (values <= 1))]
     if bad.size:
         raise ValueError(
-            f"`compute_ratio` must be in {RATIO_RANGE} (NaN is not accepted); "
+            f"`{argument}` must be in {RATIO_RANGE} (NaN is not accepted); "
             f"got {bad.ravel()[:5].tolist()}."
         )
 
@@ -61,7 +61,7 @@ def check_operating_points(operating_points):
     points = sorted(float(p) for p in np.atleast_1d(operating_points))
     if not points:
         raise ValueError("`operating_points` must list at least one ratio.")
-    check_ratio(points)
+    check_ratio(points, "operating_points")
     repeated = sorted({p for p in points if points.count(p) > 1})
     if repeated:
         raise ValueError(

@@ -47,7 +47,7 @@ class ProfileBranches(DynamicLayer):
                 f"{len(branches)} branches need {len(branches) - 1} boundaries; got {boundaries}."
             )
         if boundaries:
-            check_ratio(boundaries)
+            check_ratio(boundaries, "boundaries")
         if any(b >= 1.0 for b in boundaries) or boundaries != sorted(set(boundaries)):
             raise ValueError(
                 f"`boundaries` must increase strictly and stay below 1; got {boundaries}."
