@@ -78,6 +78,19 @@ class DynamicModel(keras.Model):
             `ProfileBranches`); train them stage by stage with
             `callbacks.ProfileScheduler`. Default: one profile.
         **kwargs: standard `keras.Model` arguments (`name`).
+
+    Example:
+    >>> class TinyMLP(zoo.DynamicModel):
+    ...     def __init__(self, **kwargs):
+    ...         super().__init__(input_shape=(8, 8, 1), num_classes=10, **kwargs)
+    ...         self.flatten = keras.layers.Flatten()
+    ...         self.hidden = zoo.layers.DynamicDense(32, activation="relu", cut_inputs=False)
+    ...         self.classifier = zoo.layers.DynamicDense(10, cut_outputs=False)
+    ...         self.build()
+    ...     def forward(self, images, apply):
+    ...         x = apply(self.hidden, apply(self.flatten, images))
+    ...         return apply(self.classifier, x)
+    >>> logits = TinyMLP()(np.zeros((2, 8, 8, 1)), compute_ratio=0.5)  # 16 hidden units
     """
 
     # Chain models (each layer reads the previous one's channels) also run

@@ -80,7 +80,7 @@ class CumulativeMinimum(keras.constraints.Constraint):
     """Projects a vector onto non-increasing ones: `g_i <- min(g_0..g_i)`.
 
     This is TESLA's projection for its trainable profile; as a Keras weight
-    constraint it runs after every optimizer update.
+    constraint it runs after every optimizer update. It takes no arguments.
 
     Example:
     >>> CumulativeMinimum()(np.array([1.0, 0.5, 0.7, 0.2]))  # [1, .5, .5, .2]

@@ -32,6 +32,11 @@ class DynamicLayer(keras.layers.Layer):
         profile: IDP profile over the input channels: a name from
             `zoo.profiles.list_profiles()` or a `zoo.profiles.Profile`.
         **kwargs: standard `keras.layers.Layer` arguments.
+
+    Example:
+    >>> layer = zoo.layers.DynamicDense(64)  # a subclass
+    >>> layer(np.ones((2, 32)), compute_ratio=0.25).shape  # 8 of 32 inputs, 16 of 64 outputs
+    (2, 16)
     """
 
     def __init__(
