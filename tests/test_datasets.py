@@ -130,3 +130,39 @@ def test_percent_split():
 def test_a_percentage_beyond_the_split_is_refused():
     with pytest.raises(ValueError, match="between -100% and 100%"):
         datasets.load_arrays("digits", "train[:150%]")
+
+
+def test_an_archive_damaged_in_the_middle_is_a_clear_error_and_not_cached(tmp_path):
+    write_cifar_tar(tmp_path)
+    path = tmp_path / datasets.CIFAR10_TAR
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = bytes(255 - b for b in data[middle : middle + 16])
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="Malformed CIFAR-10 archive"):
+        datasets.load_arrays("cifar10", "test", data_dir=str(tmp_path))
+    assert not os.path.exists(tmp_path / "keras_home" / "zoo" / "datasets") or not os.listdir(
+        tmp_path / "keras_home" / "zoo" / "datasets"
+    )
+
+
+def test_the_cache_follows_the_content_and_keeps_one_file_per_source(tmp_path):
+    cache_dir = tmp_path / "keras_home" / "zoo" / "datasets"
+    write_cifar_tar(tmp_path)
+    datasets.load_arrays("cifar10", "test", data_dir=str(tmp_path))
+    first = os.listdir(cache_dir)
+    os.utime(tmp_path / datasets.CIFAR10_TAR)  # touched, same content: same cache
+    datasets.load_arrays("cifar10", "test", data_dir=str(tmp_path))
+    assert os.listdir(cache_dir) == first
+    write_cifar_tar(tmp_path, per_class=3)  # new content: decoded again, old cache removed
+    x, _ = datasets.load_arrays("cifar10", "test", data_dir=str(tmp_path))
+    assert len(x) == 30 and len(os.listdir(cache_dir)) == 1 and os.listdir(cache_dir) != first
+
+
+def test_a_damaged_cache_is_decoded_again(tmp_path):
+    write_cifar_tar(tmp_path)
+    x, _ = datasets.load_arrays("cifar10", "test", data_dir=str(tmp_path))
+    (cache,) = (tmp_path / "keras_home" / "zoo" / "datasets").iterdir()
+    cache.write_bytes(cache.read_bytes()[:100])
+    x_again, _ = datasets.load_arrays("cifar10", "test", data_dir=str(tmp_path))
+    np.testing.assert_array_equal(x, x_again)

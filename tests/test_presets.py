@@ -20,8 +20,8 @@ TRAINED = [p for p in zoo.list_presets() if p["trained"]]
 class Server:
     """`saved_models/`-like folder served over HTTP on 127.0.0.1."""
 
-    def __init__(self, directory):
-        handler = functools.partial(QuietHandler, directory=str(directory))
+    def __init__(self, directory, handler_class=None):
+        handler = functools.partial(handler_class or QuietHandler, directory=str(directory))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -43,13 +43,25 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         super().do_GET()
 
 
+class CutShortHandler(QuietHandler):
+    """Announces the whole file, sends half of it, and closes the connection."""
+
+    def do_GET(self):
+        data = open(self.translate_path(self.path), "rb").read()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.close_connection = True
+
+
 @pytest.fixture
 def serve(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     servers = []
 
-    def start(directory):
-        server = Server(directory)
+    def start(directory, handler_class=None):
+        server = Server(directory, handler_class)
         servers.append(server)
         monkeypatch.setenv(weights_download.BASE_URL_ENV, server.url)
         return server
@@ -95,12 +107,48 @@ def test_corrupt_download_names_the_file_and_hash_and_caches_nothing(serve, tmp_
     assert cached_files() == []
 
 
+def test_a_download_cut_short_by_the_server_is_an_integrity_error(serve, tmp_path):
+    folder = tmp_path / "published"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(b"weights" * 1000)
+    serve(folder, CutShortHandler)
+    expected = digest(b"weights" * 1000)
+    with pytest.raises(
+        weights_download.WeightsIntegrityError, match=f"'w.bin'.*stopped early.*{expected}"
+    ):
+        weights_download.fetch("w.bin", expected)
+    assert cached_files() == []
+
+
 def test_missing_file_on_the_server_caches_nothing(serve, tmp_path):
     (tmp_path / "empty").mkdir()
     serve(tmp_path / "empty")
-    with pytest.raises(Exception, match="404"):
+    with pytest.raises(ConnectionError, match="'absent.bin'.*404.*ZOO_WEIGHTS_URL"):
         weights_download.fetch("absent.bin", "0" * 64)
     assert cached_files() == []
+
+
+def test_partial_downloads_of_dead_processes_are_removed(serve, tmp_path):
+    folder = tmp_path / "published"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(b"abc")
+    serve(folder)
+    os.makedirs(weights_download.cache_dir())
+    dead = os.path.join(weights_download.cache_dir(), ".partial-999999999-x")
+    alive = os.path.join(weights_download.cache_dir(), f".partial-{os.getpid()}-y")
+    os.makedirs(dead), os.makedirs(alive)
+    weights_download.fetch("w.bin", digest(b"abc"))
+    assert not os.path.exists(dead) and os.path.exists(alive)
+
+
+def test_an_unwritable_keras_home_falls_back_to_tmp_like_keras(monkeypatch, tmp_path):
+    home = tmp_path / "read_only"
+    home.mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(home / "sub"))
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: p != str(home) and real_access(p, m))
+    assert weights_download.keras_home().endswith(os.path.join("", ".keras"))
+    assert not weights_download.keras_home().startswith(str(home))
 
 
 def test_local_folder_as_mirror(monkeypatch, tmp_path):

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import threading
 
 
 @contextlib.contextmanager
@@ -24,7 +25,9 @@ def atomic_path(path, suffix=""):
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, exist_ok=True)
-    partial = f"{path.removesuffix(suffix)}.{os.getpid()}.partial{suffix}"
+    # Unique per thread too: two threads may write the same file at once.
+    writer = f"{os.getpid()}-{threading.get_ident()}"
+    partial = f"{path.removesuffix(suffix)}.{writer}.partial{suffix}"
     try:
         yield partial
         os.replace(partial, path)

@@ -19,10 +19,13 @@ balanced. Decoded JPEG folders are cached as `.npz` under `KERAS_HOME` (written 
 temporary file first, so an interrupted run leaves no partial cache).
 """
 
+import glob
 import hashlib
 import os
 import re
 import tarfile
+import zipfile
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -184,7 +187,7 @@ def _read_npz(path, keys):
     try:
         with np.load(path) as data:
             files, arrays = data.files, {k: data[k] for k in keys if k in data.files}
-    except (OSError, EOFError, ValueError) as error:
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
         raise ValueError(f"Malformed dataset file {path}: {error}") from error
     missing = [k for k in keys if k not in files]
     if missing:
@@ -209,13 +212,29 @@ def _cifar10(split, data_dir):
             "cifar10/ with train/<class>/*.jpg and test/<class>/*.jpg, or "
             "unset the data directory to download."
         )
-    cache = _cache_path(source)
-    if os.path.isfile(cache):
-        arrays = _read_npz(cache, ("x_train", "y_train", "x_test", "y_test"))
-    else:
-        arrays = _decode_image_folders(source)
-        _atomic_save_npz(cache, arrays)
+    arrays = _cached_arrays(_cache_path(source)) or _decode_and_cache(source)
     return arrays[f"x_{split}"], arrays[f"y_{split}"]
+
+
+def _cached_arrays(cache):
+    if not os.path.isfile(cache):
+        return None
+    try:
+        return _read_npz(cache, ("x_train", "y_train", "x_test", "y_test"))
+    except ValueError:
+        os.remove(cache)  # damaged: decode the source again
+        return None
+
+
+def _decode_and_cache(source):
+    """Decodes `source` into a new cache file and removes its older ones."""
+    arrays = _decode_image_folders(source)
+    cache = _cache_path(source)
+    _atomic_save_npz(cache, arrays)
+    for stale in glob.glob(cache.rsplit("-", 1)[0] + "-*.npz"):
+        if stale != cache:
+            os.remove(stale)
+    return arrays
 
 
 def _cifar10_tfds(split):
@@ -227,10 +246,31 @@ def _cifar10_tfds(split):
 
 
 def _cache_path(source):
+    """`cifar10-<source path>-<content>.npz`: one cache file per source, named
+    after its content, so a changed archive or folder is decoded again."""
+    place = hashlib.sha256(os.path.abspath(source).encode()).hexdigest()[:8]
+    name = f"cifar10-{place}-{_content_digest(source)[:16]}.npz"
+    return os.path.join(weights_download.keras_home(), "zoo", "datasets", name)
+
+
+_CONTENT_DIGESTS = {}
+
+
+def _content_digest(source):
+    """The archive's sha256, or for a folder a hash of every file's path,
+    size and modification time; memoized while the source is unchanged."""
+    if os.path.isdir(source):
+        files = sorted(
+            os.path.join(root, name) for root, _, names in os.walk(source) for name in names
+        )
+        stats = [(os.path.relpath(f, source), os.stat(f)) for f in files]
+        key = "v3:" + repr([(f, s.st_size, s.st_mtime_ns) for f, s in stats])
+        return hashlib.sha256(key.encode()).hexdigest()
     stat = os.stat(source)
-    key = f"v2:{os.path.abspath(source)}:{stat.st_size}:{stat.st_mtime_ns}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return os.path.join(weights_download.keras_home(), "zoo", "datasets", f"cifar10-{digest}.npz")
+    key = (os.path.abspath(source), stat.st_size, stat.st_mtime_ns)
+    if key not in _CONTENT_DIGESTS:
+        _CONTENT_DIGESTS[key] = weights_download.sha256(source)
+    return _CONTENT_DIGESTS[key]
 
 
 def _atomic_save_npz(path, arrays):
@@ -298,7 +338,11 @@ def _walk_images(source):
                 ):
                     data = archive.extractfile(member).read()
                     yield parts[0], parts[1], parts[2], lambda d=data: d
-    except (tarfile.TarError, EOFError, OSError) as error:
+            # `tarfile` stops quietly at a damaged header after the first;
+            # reading on to the end checks the whole gzip stream's CRC.
+            while archive.fileobj.read(1 << 20):
+                pass
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
         raise ValueError(f"Malformed CIFAR-10 archive {source}: {error}") from error
 
 

@@ -36,7 +36,15 @@ def base_url():
 
 
 def keras_home():
-    return os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    """`KERAS_HOME` (default `~/.keras`); like `keras.utils.get_file`, `/tmp/.keras`
+    when that cannot be written."""
+    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    existing = home
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK):
+        return os.path.join(tempfile.gettempdir(), ".keras")
+    return home
 
 
 def runs_dir():
@@ -58,8 +66,10 @@ def fetch(filename, expected_sha256):
     leaves a file there.
 
     Raises:
-        WeightsIntegrityError: the downloaded file's sha256 is not the
-            expected one (the message names the file and both hashes).
+        WeightsIntegrityError: the download stopped early, or the
+            downloaded file's sha256 is not the expected one (the message
+            names the file and the expected hash).
+        ConnectionError: the file could not be downloaded at all.
     """
     directory = cache_dir()
     os.makedirs(directory, exist_ok=True)
@@ -68,11 +78,10 @@ def fetch(filename, expected_sha256):
         if sha256(target) == expected_sha256:
             return target
         os.remove(target)  # stale or corrupt: fetch again
-    partial = tempfile.mkdtemp(prefix=".partial-", dir=directory)
+    _remove_abandoned_downloads(directory)
+    partial = tempfile.mkdtemp(prefix=f".partial-{os.getpid()}-", dir=directory)
     try:
-        downloaded = keras.utils.get_file(
-            fname=filename, origin=base_url() + filename, cache_dir=partial, cache_subdir="."
-        )
+        downloaded = _download(filename, partial, expected_sha256)
         actual = sha256(downloaded)
         if actual != expected_sha256:
             raise WeightsIntegrityError(
@@ -85,3 +94,42 @@ def fetch(filename, expected_sha256):
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+def _download(filename, directory, expected_sha256):
+    origin = base_url() + filename
+    try:
+        return keras.utils.get_file(
+            fname=filename, origin=origin, cache_dir=directory, cache_subdir="."
+        )
+    except Exception as error:  # `get_file` raises a bare `Exception`.
+        if "retrieval incomplete" in str(error):
+            raise WeightsIntegrityError(
+                f"The download of the weights file {filename!r} from {origin} stopped "
+                f"early ({error}); its sha256 should be {expected_sha256}. Nothing was "
+                "cached; try again."
+            ) from error
+        raise ConnectionError(
+            f"Could not download the weights file {filename!r} from {origin}: {error}. "
+            f"Set ${BASE_URL_ENV} to a mirror or a local folder holding it."
+        ) from error
+
+
+def _remove_abandoned_downloads(directory):
+    """Removes the partial downloads of processes that died (killed mid-download)."""
+    if os.name != "posix":  # Windows' `os.kill` would end the process.
+        return
+    for entry in pathlib.Path(directory).glob(".partial-*-*"):
+        pid = entry.name.split("-")[1]
+        if pid.isdigit() and not _is_running(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _is_running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, owned by another user
+        return True
+    return True
