@@ -148,9 +148,12 @@ def test_an_archive_damaged_in_the_middle_is_a_clear_error_and_not_cached(tmp_pa
 
 def test_the_cache_follows_the_content_and_keeps_one_file_per_source(tmp_path):
     cache_dir = tmp_path / "keras_home" / "zoo" / "datasets"
+    cache_dir.mkdir(parents=True)
+    (cache_dir / "cifar10-0123456789abcdef.npz").write_bytes(b"")  # the earlier naming
     write_cifar_tar(tmp_path)
     datasets.load_arrays("cifar10", "test", data_dir=str(tmp_path))
     first = os.listdir(cache_dir)
+    assert len(first) == 1
     os.utime(tmp_path / datasets.CIFAR10_TAR)  # touched, same content: same cache
     datasets.load_arrays("cifar10", "test", data_dir=str(tmp_path))
     assert os.listdir(cache_dir) == first

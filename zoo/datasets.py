@@ -231,7 +231,11 @@ def _decode_and_cache(source):
     arrays = _decode_image_folders(source)
     cache = _cache_path(source)
     _atomic_save_npz(cache, arrays)
-    for stale in glob.glob(cache.rsplit("-", 1)[0] + "-*.npz"):
+    folder = os.path.dirname(cache)
+    older = glob.glob(cache.rsplit("-", 1)[0] + "-*.npz")
+    # Caches named before 2026-11-26 (path, size and time); never read again.
+    legacy = glob.glob(os.path.join(folder, "cifar10-" + "[0-9a-f]" * 16 + ".npz"))
+    for stale in older + legacy:
         if stale != cache:
             os.remove(stale)
     return arrays
