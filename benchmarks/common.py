@@ -82,8 +82,9 @@ def embed_in_readme(name, markdown):
     block = f"{start}\n{markdown.strip()}\n{end}"
     pattern = re.compile(re.escape(start) + r".*?(" + re.escape(end) + r"|$)", re.S)
     if start in readme:
-        readme = pattern.sub(lambda _: block, readme, count=1)
+        updated = pattern.sub(lambda _: block, readme, count=1)
     else:
-        readme = readme.rstrip() + "\n\n" + block + "\n"
-    with atomic_files.atomic_open(path) as file:
-        file.write(readme)
+        updated = readme.rstrip() + "\n\n" + block + "\n"
+    if updated != readme:
+        with atomic_files.atomic_open(path) as file:
+            file.write(updated)

@@ -20,6 +20,7 @@ Usage: `python benchmarks/latency.py [--quick]`.
 
 import argparse
 import functools
+import json
 import os
 import sys
 
@@ -29,7 +30,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import zoo  # noqa: E402
-from benchmarks.common import machine, write_results  # noqa: E402
+from benchmarks.common import RESULTS, machine, write_results  # noqa: E402
 from zoo.latency import inference_function, paired_speedup, time_call  # noqa: E402
 from zoo.layers import DynamicLayer  # noqa: E402
 
@@ -139,7 +140,13 @@ def main():
     parser.add_argument(
         "--quick", action="store_true", help="batch 1 and ratio 1.0, 0.5 only; nothing written"
     )
-    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=list(MODELS),
+        choices=list(MODELS),
+        help="models to time (default: all); the committed rows of the others are kept",
+    )
     args = parser.parse_args()
     ratios, batches = ((1.0, 0.5), (1,)) if args.quick else (RATIOS, BATCHES)
     rows = []
@@ -147,8 +154,20 @@ def main():
         rows += benchmark_model(name, MODELS[name], ratios, batches)
     if args.quick:
         return
+    rows = sorted(
+        rows + committed_rows(without=args.models), key=lambda r: list(MODELS).index(r["model"])
+    )
     data = {"benchmark": "latency", "machine": machine(), "rows": rows}
     write_results("latency", data, markdown(rows))
+
+
+def committed_rows(without):
+    """The rows of `results/latency.json` for models not in `without`."""
+    path = os.path.join(RESULTS, "latency.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as file:
+        return [r for r in json.load(file)["rows"] if r["model"] not in without]
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ import tensorflow as tf  # noqa: E402
 import zoo  # noqa: E402
 from benchmarks.cifar10 import load_data  # noqa: E402
 from benchmarks.common import RESULTS, TrainingClock, machine, write_results  # noqa: E402
-from zoo import weights_download  # noqa: E402
+from zoo import atomic_files, weights_download  # noqa: E402
 from zoo.latency import measure_latency, time_call  # noqa: E402
 from zoo.presets import get_preset  # noqa: E402
 from zoo.recipes import calibrate_after_training, train_recipe  # noqa: E402
@@ -82,9 +82,10 @@ def cached_training(name, key_parts, build, recipe, train, validation):
     clock = TrainingClock(os.path.join(checkpoint, "train_seconds.json"))
     train_recipe(model, recipe, train, validation, checkpoint, verbose=2, callbacks=[clock])
     seconds = clock.seconds
-    model.save(trained)
-    with open(checkpoint + ".json", "w") as file:
-        json.dump({"train_seconds": seconds}, file)
+    # The `.json` first: a `.keras` file, once there, always has its `.json`.
+    atomic_files.write_json(checkpoint + ".json", {"train_seconds": seconds})
+    with atomic_files.atomic_path(trained, ".keras") as partial:
+        model.save(partial)
     return model, seconds
 
 

@@ -4,6 +4,7 @@ Usage:
     python benchmarks/presets_table.py
 """
 
+import argparse
 import os
 import sys
 
@@ -41,5 +42,6 @@ def _millions(value):
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     embed_in_readme("presets", markdown())
     print(markdown())

@@ -174,3 +174,13 @@ def test_epoch_budget_takes_the_benchmarks_own_run_only_in_its_recipe(monkeypatc
     assert epoch_budget.benchmark_run("resnet20", 1.0, 60) is None
     assert epoch_budget.benchmark_run("resnet20", 0.5, 30) is None
     assert epoch_budget.benchmark_run("vgg16", 0.2, 12) is None
+
+
+def test_latency_of_some_models_keeps_the_committed_rows_of_the_others(monkeypatch, tmp_path):
+    latency = importlib.import_module("benchmarks.latency")
+    rows = [{"model": m, "batch": 1, "ratio": 1.0} for m in ("mlp", "vgg16", "resnet20")]
+    (tmp_path / "latency.json").write_text(json.dumps({"rows": rows}))
+    monkeypatch.setattr(latency, "RESULTS", str(tmp_path))
+    assert [r["model"] for r in latency.committed_rows(without=["vgg16"])] == ["mlp", "resnet20"]
+    monkeypatch.setattr(latency, "RESULTS", str(tmp_path / "absent"))
+    assert latency.committed_rows(without=["vgg16"]) == []

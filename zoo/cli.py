@@ -51,7 +51,9 @@ def make_parser():
         "--weights-dir and its registry entry is updated",
     )
     train.add_argument(
-        "--weights-dir", default="saved_models", help="where preset weights are written"
+        "--weights-dir",
+        help="where preset weights are written (default: the project's saved_models/, "
+        "whose hashes the registry records)",
     )
     train.add_argument(
         "--checkpoint-dir",

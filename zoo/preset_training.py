@@ -16,7 +16,7 @@ from zoo.recipes import calibrate_after_training, train_recipe
 HELD_OUT_SPLIT = "test[:20%]"
 
 
-def train_preset(name, data_dir=None, weights_dir="saved_models", checkpoint_dir=None, seed=0):
+def train_preset(name, data_dir=None, weights_dir=None, checkpoint_dir=None, seed=0):
     """Trains preset `name` from its recipe, then publishes its weights.
 
     Trains on the first 90% of the training split (the last 10% is the
@@ -45,7 +45,7 @@ def train_preset(name, data_dir=None, weights_dir="saved_models", checkpoint_dir
     return publish_preset(name, model, data_dir, weights_dir, seed)
 
 
-def recalibrate_preset(name, data_dir=None, weights_dir="saved_models", seed=0):
+def recalibrate_preset(name, data_dir=None, weights_dir=None, seed=0):
     """Publishes trained preset `name` again with batch norm calibrated anew.
 
     No training: the published weights are loaded, their batch-norm
@@ -56,7 +56,7 @@ def recalibrate_preset(name, data_dir=None, weights_dir="saved_models", seed=0):
     return publish_preset(name, model, data_dir, weights_dir, seed)
 
 
-def publish_preset(name, model, data_dir=None, weights_dir="saved_models", seed=0):
+def publish_preset(name, model, data_dir=None, weights_dir=None, seed=0):
     """Calibrates a trained preset's batch norm, measures it and publishes it.
 
     Calibrates on the training pipeline (the first 90% of the training
@@ -64,7 +64,9 @@ def publish_preset(name, model, data_dir=None, weights_dir="saved_models", seed=
     test set, and on `HELD_OUT_SPLIT` for quick checks), writes
     `weights_dir/NAME.weights.h5`, records its sha256 in
     `weights_dir/manifest.json`, and rewrites the preset's registry entry.
+    `weights_dir` defaults to the project's `saved_models/`.
     """
+    weights_dir = weights_dir or presets.SAVED_MODELS
     preset = presets.get_preset(name)
     x, y = datasets.load_arrays(preset["dataset"], "train", data_dir)
     test = datasets.load_arrays(preset["dataset"], "test", data_dir)

@@ -20,6 +20,10 @@ from zoo import atomic_files, weights_download
 from zoo.models import build
 
 REGISTRY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets.json")
+# The project's published weights, which the registry's hashes describe.
+SAVED_MODELS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "saved_models"
+)
 
 
 def _registry():
