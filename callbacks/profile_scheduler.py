@@ -1,5 +1,7 @@
 """IDP's profile scheduling, random keep-ratio and a wide-to-narrow curriculum."""
 
+import warnings
+
 import keras
 import numpy as np
 
@@ -136,6 +138,25 @@ class ProfileScheduler(keras.callbacks.Callback):
         self.progress = EpochProgress(self.model, type(self).__name__)
         if self.state.resume_or_reset(STARTED, FINGERPRINT, self._settings()):
             self.state[STAGE] = -1
+        if self.mode == "stages":
+            self._check_profiles_and_optimizer()
+
+    def _check_profiles_and_optimizer(self):
+        ends = [high for (_, high), _ in self.stages[:-1]]
+        boundaries = list(self.model.profile_boundaries)
+        if boundaries and boundaries != ends:
+            raise ValueError(
+                f"The model's profiles split the ratios at {boundaries}, but the stages end "
+                f"at {ends}: give one stage per profile, ending at its boundary, so that "
+                "every profile's own layers are trained."
+            )
+        if getattr(self.model.optimizer, "weight_decay", None):
+            warnings.warn(
+                "The optimizer's weight decay shrinks the frozen block too: the sub-nets "
+                "of earlier stages will not stay exactly as they were. Use an optimizer "
+                "without `weight_decay` for an exact freeze.",
+                stacklevel=2,
+            )
 
     def _settings(self):
         """What gives the saved epoch, step and stage their meaning."""

@@ -607,6 +607,11 @@ def test_reordering_keeps_the_full_width_function(data):
     # The first hidden layer's channels now come by decreasing L1 norm.
     norms = sum(np.abs(b.kernel.numpy()).sum(0) for b in model.hidden[0].branches)
     assert np.all(np.diff(norms) <= 1e-6) and len(permutations) == 2
+    # Adam's moments of the old order are gone, not applied to other channels.
+    from zoo.optimizer_slots import optimizer_slots
+
+    slots = optimizer_slots(model.optimizer, model.trainable_variables)
+    assert slots and all(not np.any(s.numpy()) for s in slots)
 
 
 def test_non_uniform_sub_nets_take_a_ratio_per_group(data):
@@ -682,3 +687,20 @@ def test_sampler_repeats_the_draws_of_an_epoch_rerun_after_a_mid_epoch_backup(da
     with pytest.raises(RuntimeError, match="interrupted"):
         run([InterruptAtBatch(epoch=2, batch=1)], tmp_path / "cut")  # backed up after batch 0
     assert run([], tmp_path / "cut") == uninterrupted[4:]  # epoch 2 again, then 3 and 4
+
+
+def test_profile_stages_must_end_at_the_models_profile_boundaries(data):
+    model = adam_mlp(profile_boundaries=(0.3,))
+    scheduler = callbacks.ProfileScheduler(stages=[((0.0, 0.5), 1), ((0.5, 1.0), 1)])
+    with pytest.raises(ValueError, match=r"split the ratios at \[0.3\].*stages end at \[0.5\]"):
+        model.fit(*data, epochs=1, callbacks=[scheduler], verbose=0)
+
+
+def test_profile_stages_warn_that_weight_decay_moves_the_frozen_block(data):
+    model = zoo.build("mlp", input_shape=(8, 8, 1))
+    model.compile(
+        keras.optimizers.AdamW(1e-3, weight_decay=0.01), "sparse_categorical_crossentropy"
+    )
+    scheduler = callbacks.ProfileScheduler(stages=[((0.0, 0.5), 1), ((0.5, 1.0), 1)])
+    with pytest.warns(UserWarning, match="weight decay shrinks the frozen block"):
+        model.fit(*data, epochs=1, callbacks=[scheduler], verbose=0)

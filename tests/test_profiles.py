@@ -12,6 +12,8 @@ def test_named_profiles():
     np.testing.assert_allclose(
         profiles.Profile("half_exp")(6), [1, 1, 1, 1, np.exp(-1), np.exp(-2)]
     )
+    # `gamma_i = 1` for `i < n / 2`: three ones of five.
+    np.testing.assert_allclose(profiles.Profile("half_exp")(5), [1, 1, 1, 1, np.exp(-1)])
     np.testing.assert_allclose(profiles.Profile("exp", rate=0.5)(3), np.exp([0, -0.5, -1]))
     np.testing.assert_allclose(profiles.Profile("steps")(6), [1, 1, 0.5, 0.5, 0.25, 0.25])
 

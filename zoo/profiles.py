@@ -34,8 +34,8 @@ def harmonic(n):
 
 
 def half_exp(n):
-    """One over the first half, then `exp(-j)` for `j = 0, 1, ...`."""
-    half = n // 2
+    """`gamma_i = 1` for `i < n / 2`, then `exp(-j)` for `j = 0, 1, ...`."""
+    half = (n + 1) // 2
     tail = np.exp(-np.arange(n - half, dtype="float64"))
     return np.concatenate([np.ones(half), tail]).astype("float32")
 

@@ -79,7 +79,9 @@ def reorder_channels(model, norm="l1"):
     outputs, the members' per-channel weights and statistics and the
     consumer's input rows move together, and the consumer's rows are
     rescaled by its profile so that `gamma_i * W[i]` moves unchanged: the
-    full-width model computes exactly the same function.
+    full-width model computes exactly the same function. A compiled model's
+    optimizer slots (momenta, second moments) are zeroed: they would push
+    the channels in their old order.
 
     Args:
         model: a chain `zoo.DynamicModel`.
@@ -106,6 +108,8 @@ def reorder_channels(model, norm="l1"):
             _permute_consumer(layer, order)
         permutations[index] = order
     model.weights_changed()
+    if getattr(model, "optimizer", None) is not None:
+        model.reset_optimizer_state()
     return permutations
 
 
