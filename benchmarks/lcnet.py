@@ -220,6 +220,23 @@ def evaluate_lcnet(model, achieved, uniform, test, references):
     return rows
 
 
+def recipe_note(results):
+    """A line saying how the results' recipe differs from the script's current one, if it does."""
+    current = dict(RECIPE, epochs=results["recipe"]["epochs"])
+    changed = sorted(set(current) | set(results["recipe"]))
+    changed = [k for k in changed if current.get(k) != results["recipe"].get(k)]
+    if not changed:
+        return []
+    differences = "; ".join(
+        f"`{k}` {results['recipe'].get(k)!r} (now {current.get(k)!r})" for k in changed
+    )
+    return [
+        f"Trained with an earlier recipe than the script's current one: {differences}. "
+        "Rerun `benchmarks/lcnet.py` to bring these rows to it.",
+        "",
+    ]
+
+
 def markdown(results):
     epochs = results["recipe"]["epochs"]
     lines = [
@@ -255,6 +272,7 @@ def markdown(results):
         "Anchor: LC-Net reports up to 11.9x fewer FLOPs and up to 3.3 points more accuracy than other "
         "dynamic methods on CIFAR-10.",
         "",
+        *recipe_note(results),
         target_check(results),
         "",
         "What the gates chose (2,000 test images): per residual block, the share of inputs "

@@ -184,3 +184,11 @@ def test_latency_of_some_models_keeps_the_committed_rows_of_the_others(monkeypat
     assert [r["model"] for r in latency.committed_rows(without=["vgg16"])] == ["mlp", "resnet20"]
     monkeypatch.setattr(latency, "RESULTS", str(tmp_path / "absent"))
     assert latency.committed_rows(without=["vgg16"]) == []
+
+
+def test_lcnet_results_of_an_earlier_recipe_say_what_changed():
+    lcnet = importlib.import_module("benchmarks.lcnet")
+    current = dict(lcnet.RECIPE, epochs=12)
+    assert lcnet.recipe_note({"recipe": current}) == []
+    note = lcnet.recipe_note({"recipe": dict(current, weight_decay=5e-4)})
+    assert "`weight_decay` 0.0005 (now 0.005)" in note[0]
