@@ -7,8 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import zoo
-from callbacks.state import check_ratio_list, format_ratio
+from callbacks.state import check_ratio_list, format_ratio, require_dynamic_model
 from zoo.cost import cost
 from zoo.evaluation import evaluate_ratios
 
@@ -57,11 +56,7 @@ class OperatingPointLogger(keras.callbacks.Callback):
         self._cost_images = None
 
     def on_train_begin(self, logs=None):
-        if not isinstance(self.model, zoo.DynamicModel):
-            raise ValueError(
-                f"OperatingPointLogger needs a zoo.DynamicModel (built with zoo.build); "
-                f"got {type(self.model).__name__}."
-            )
+        require_dynamic_model(self.model, type(self).__name__)
         if self.ratios is None:
             self.ratios = sorted(self.model.operating_points, reverse=True)
         self.mult_adds = self._mult_adds()

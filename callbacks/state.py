@@ -26,10 +26,7 @@ class CallbackState:
     """Reads and writes one callback's floats in `model.training_state`."""
 
     def __init__(self, model, owner):
-        if not hasattr(model, "training_state"):
-            raise ValueError(
-                f"{owner} needs a zoo.DynamicModel (built with zoo.build); got {type(model).__name__}."
-            )
+        require_dynamic_model(model, owner)
         self.model = model
         self.owner = owner
         self.start, self.size = WINDOWS[owner]
@@ -107,6 +104,14 @@ class EpochProgress:
     def epoch_end(self):
         # An epoch that `stop_training` cut short is over all the same.
         self.state[self.BEGUN] = self.state[self.STEPS]
+
+
+def require_dynamic_model(model, owner):
+    """Raises a clear error unless `model` is a `zoo.DynamicModel`."""
+    if not hasattr(model, "training_state"):
+        raise ValueError(
+            f"{owner} needs a zoo.DynamicModel (built with zoo.build); got {type(model).__name__}."
+        )
 
 
 def settings_fingerprint(settings):

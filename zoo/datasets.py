@@ -212,7 +212,8 @@ def _cifar10(split, data_dir):
             "cifar10/ with train/<class>/*.jpg and test/<class>/*.jpg, or "
             "unset the data directory to download."
         )
-    arrays = _cached_arrays(_cache_path(source)) or _decode_and_cache(source)
+    cache = _cache_path(source)
+    arrays = _cached_arrays(cache) or _decode_and_cache(source, cache)
     return arrays[f"x_{split}"], arrays[f"y_{split}"]
 
 
@@ -226,10 +227,9 @@ def _cached_arrays(cache):
         return None
 
 
-def _decode_and_cache(source):
-    """Decodes `source` into a new cache file and removes its older ones."""
+def _decode_and_cache(source, cache):
+    """Decodes `source` into `cache` and removes the source's older cache files."""
     arrays = _decode_image_folders(source)
-    cache = _cache_path(source)
     _atomic_save_npz(cache, arrays)
     folder = os.path.dirname(cache)
     older = glob.glob(cache.rsplit("-", 1)[0] + "-*.npz")

@@ -10,7 +10,13 @@ from zoo import profiles as profiles_lib
 from zoo.layers.dynamic_layer import DynamicLayer
 from zoo.layers.profile_branches import ProfileBranches
 from zoo.optimizer_slots import optimizer_slots
-from zoo.ratio import RatioContext, check_operating_points, check_ratio, validated_ratio
+from zoo.ratio import (
+    RatioContext,
+    check_boundaries,
+    check_operating_points,
+    check_ratio,
+    validated_ratio,
+)
 from zoo.width_groups import assign_groups, width_groups
 
 DEFAULT_OPERATING_POINTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -109,7 +115,7 @@ class DynamicModel(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.profile_boundaries = check_profile_boundaries(profile_boundaries)
+        self.profile_boundaries = check_boundaries(profile_boundaries, "profile_boundaries")
         self.image_shape = tuple(int(d) for d in input_shape)
         self.num_classes = at_least_one(num_classes, "num_classes")
         self.operating_points = check_operating_points(operating_points)
@@ -659,17 +665,6 @@ class DynamicModel(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
-
-
-def check_profile_boundaries(boundaries):
-    """`profile_boundaries` as a tuple, or a clear error."""
-    boundaries = tuple(float(b) for b in boundaries or ())
-    if not all(0 < b < 1 for b in boundaries) or list(boundaries) != sorted(set(boundaries)):
-        raise ValueError(
-            "`profile_boundaries` must increase strictly, each in (0, 1), e.g. (0.3,) for "
-            f"the ranges (0, 0.3] and (0.3, 1]; got {boundaries}."
-        )
-    return boundaries
 
 
 def at_least_one(value, argument):

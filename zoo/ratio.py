@@ -70,6 +70,17 @@ def check_operating_points(operating_points):
     return tuple(points)
 
 
+def check_boundaries(boundaries, argument="boundaries"):
+    """Profile boundaries as a tuple, or a clear error naming `argument`."""
+    boundaries = tuple(float(b) for b in boundaries or ())
+    if not all(0 < b < 1 for b in boundaries) or list(boundaries) != sorted(set(boundaries)):
+        raise ValueError(
+            f"`{argument}` must increase strictly, each in (0, 1), e.g. (0.3,) for the "
+            f"ranges (0, 0.3] and (0.3, 1]; got {boundaries}."
+        )
+    return boundaries
+
+
 def validated_ratio(ratio):
     """`ratio` (a float tensor) once every value is checked to be in (0, 1].
 

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.layers.dynamic_layer import DynamicLayer
-from zoo.ratio import check_ratio
+from zoo.ratio import check_boundaries
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -41,16 +41,10 @@ class ProfileBranches(DynamicLayer):
         ]
         if not branches or not all(isinstance(b, DynamicLayer) for b in branches):
             raise ValueError("`branches` must be one or more dynamic layers.")
-        boundaries = [float(b) for b in boundaries]
+        boundaries = check_boundaries(boundaries)
         if len(boundaries) != len(branches) - 1:
             raise ValueError(
                 f"{len(branches)} branches need {len(branches) - 1} boundaries; got {boundaries}."
-            )
-        if boundaries:
-            check_ratio(boundaries, "boundaries")
-        if any(b >= 1.0 for b in boundaries) or boundaries != sorted(set(boundaries)):
-            raise ValueError(
-                f"`boundaries` must increase strictly and stay below 1; got {boundaries}."
             )
         first = branches[0]
         kwargs.setdefault("cut_inputs", first.cut_inputs)
@@ -58,7 +52,7 @@ class ProfileBranches(DynamicLayer):
         kwargs.setdefault("channel_multiple", first.channel_multiple)
         super().__init__(**kwargs)
         self.branches = branches
-        self.boundaries = tuple(boundaries)
+        self.boundaries = boundaries
 
     def build(self, input_shape):
         for branch in self.branches:
