@@ -52,6 +52,11 @@ def test_static_tools_reject_bad_ratios(model, function):
         function(model, 1.2)
 
 
+def test_subnet_rejects_an_unsupported_input_dtype(model):
+    with pytest.raises(ValueError, match=r"`input_dtype` must be one of \('float32', 'uint8'\)"):
+        zoo.extract_subnet(model, 0.5, input_dtype="int64")
+
+
 @pytest.mark.parametrize("ratio", BAD_RATIOS)
 def test_a_standalone_layer_rejects_bad_tensor_ratios(ratio):
     layer = zoo.layers.DynamicDense(4)

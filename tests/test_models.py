@@ -132,6 +132,20 @@ def test_subnet_saves_and_exports(tmp_path):
     np.testing.assert_allclose(served.serve(x).numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
+def test_subnet_serves_uint8_images(tmp_path):
+    model = zoo.build("resnet20", width=0.25)
+    randomize_batchnorm(model)
+    x = np.random.default_rng(0).integers(0, 256, (4, *model.image_shape)).astype("uint8")
+    expected = model(x, compute_ratio=0.5).numpy()
+    subnet = zoo.extract_subnet(model, 0.5, input_dtype="uint8")
+    assert zoo.static_cost(subnet) == zoo.cost(model, 0.5)
+    subnet.export(str(tmp_path / "saved_model"), verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "saved_model"))
+    (signature,) = served.signatures["serving_default"].structured_input_signature[1].values()
+    assert signature.dtype == tf.uint8
+    np.testing.assert_allclose(served.serve(x).numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
 def test_width_and_operating_points_arguments():
     model = zoo.build(
         "mlp", width=0.5, operating_points=[0.5, 1.0], input_shape=(8, 8, 1), num_classes=3

@@ -11,7 +11,15 @@ def _clone(layer):
     return clone
 
 
-def extract_subnet(model, compute_ratio):
+def _image_dtype(dtype):
+    accepted = ("float32", "uint8")
+    name = keras.backend.standardize_dtype(dtype)
+    if name not in accepted:
+        raise ValueError(f"`input_dtype` must be one of {accepted}; got {dtype!r}.")
+    return name
+
+
+def extract_subnet(model, compute_ratio, input_dtype="float32"):
     """A model of standard Keras layers equal to `model` at `compute_ratio`.
 
     Weights are sliced to the ratio's widths, each layer's profile is folded
@@ -22,17 +30,21 @@ def extract_subnet(model, compute_ratio):
     Args:
         model: a `zoo.DynamicModel`.
         compute_ratio: float in (0, 1].
+        input_dtype: dtype of the images the sub-net takes, and so of an
+            exported serving signature. `"uint8"` serves the raw images of
+            `zoo.datasets` directly; they are cast to float32 inside.
 
     Returns:
         A functional `keras.Model` taking raw images.
 
     Example:
     >>> small = zoo.extract_subnet(model, compute_ratio=0.5)
-    >>> small.export("resnet20_r050")  # a SavedModel
+    >>> small.export("resnet20_r050")  # a SavedModel taking float32 images
+    >>> zoo.extract_subnet(model, 0.5, input_dtype="uint8").export("r050_uint8")
     """
     check_ratio(compute_ratio)
     ratio = float(compute_ratio)
-    images = keras.Input(model.image_shape, name="images")
+    images = keras.Input(model.image_shape, dtype=_image_dtype(input_dtype), name="images")
 
     def apply(layer, x):
         if isinstance(layer, DynamicLayer):
@@ -43,6 +55,7 @@ def extract_subnet(model, compute_ratio):
             clone.set_weights(layer.get_weights())
         return y
 
-    outputs = model.forward(images, apply)
+    x = images if images.dtype == "float32" else keras.ops.cast(images, "float32")
+    outputs = model.forward(x, apply)
     name = f"{model.name}_r{round(ratio * 1000):04d}"
     return keras.Model(images, outputs, name=name)
