@@ -57,21 +57,18 @@ Usage:
 """
 
 import argparse
-import hashlib
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import zoo  # noqa: E402
-from benchmarks.common import RESULTS, TrainingClock, machine, write_results  # noqa: E402
-from zoo import presets, weights_download  # noqa: E402
-from zoo.preset_training import save_weights_without_optimizer  # noqa: E402
-from zoo.recipes import calibrate_after_training, train_recipe  # noqa: E402
+from benchmarks.common import RESULTS, cached_training, machine, write_results  # noqa: E402
+from zoo import paths, presets  # noqa: E402
+from zoo.recipes import calibrate_after_training  # noqa: E402
 
 RATIOS = [0.25, 0.5, 0.75, 1.0]
 # Epochs per model: what this 2-core CPU affords (a 3-ratio sandwich epoch
@@ -186,10 +183,7 @@ def arguments_for(architecture, name, width=1.0):
 
 
 def checkpoint_dir(architecture, arguments, recipe, seed):
-    key = hashlib.sha256(
-        json.dumps([architecture, arguments, recipe, seed], sort_keys=True).encode()
-    ).hexdigest()
-    return os.path.join(weights_download.runs_dir(), f"cifar10-bench-{key[:12]}")
+    return paths.run_directory("cifar10-bench", [architecture, arguments, recipe, seed])
 
 
 def train(architecture, arguments, recipe, data, seed=0):
@@ -199,24 +193,15 @@ def train(architecture, arguments, recipe, data, seed=0):
     The trained weights (and the time) are kept beside the checkpoint, so
     that a later run redoes calibration and evaluation without training.
     """
-    keras.utils.set_random_seed(seed)
-    model = zoo.build(architecture, **arguments)
     train_data, validation, _ = data
-    directory = checkpoint_dir(architecture, arguments, recipe, seed)
-    trained = directory + ".weights.h5"
-    if os.path.exists(trained):
-        model.load_weights(trained)
-        with open(trained + ".json") as file:
-            seconds = json.load(file)["train_seconds"]
-    else:
-        clock = TrainingClock(os.path.join(directory, "train_seconds.json"))
-        train_recipe(
-            model, recipe, train_data, validation, directory, seed, verbose=2, callbacks=[clock]
-        )
-        seconds = clock.seconds
-        save_weights_without_optimizer(model, trained)
-        with open(trained + ".json", "w") as file:
-            json.dump({"train_seconds": seconds}, file)
+    model, seconds = cached_training(
+        checkpoint_dir(architecture, arguments, recipe, seed),
+        lambda: zoo.build(architecture, **arguments),
+        recipe,
+        train_data,
+        validation,
+        seed,
+    )
     calibrate_after_training(model, train_data, recipe, seed)
     return model, seconds
 

@@ -10,9 +10,38 @@ import keras
 import tensorflow as tf
 
 from zoo import atomic_files
+from zoo.preset_training import save_weights_without_optimizer
+from zoo.recipes import train_recipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
+
+
+def cached_training(checkpoint, build, recipe, train, validation, seed=0):
+    """Trains `build()` by `recipe` once; later runs load the trained weights.
+
+    The training checkpoints in the folder `checkpoint` (resumed after an
+    interruption); once it ends, the weights without optimizer state go to
+    `<checkpoint>.weights.h5` and the training time to `<checkpoint>.json`.
+    Both are written atomically, the `.json` first, so the weights file,
+    once there, always has its time beside it.
+
+    Returns:
+        The model and its training time in seconds.
+    """
+    trained = checkpoint + ".weights.h5"
+    record = checkpoint + ".json"
+    keras.utils.set_random_seed(seed)
+    model = build()
+    if os.path.exists(trained):
+        model.load_weights(trained)
+        with open(record) as file:
+            return model, json.load(file)["train_seconds"]
+    clock = TrainingClock(os.path.join(checkpoint, "train_seconds.json"))
+    train_recipe(model, recipe, train, validation, checkpoint, seed, verbose=2, callbacks=[clock])
+    atomic_files.write_json(record, {"train_seconds": clock.seconds})
+    save_weights_without_optimizer(model, trained)
+    return model, clock.seconds
 
 
 def machine():

@@ -35,24 +35,22 @@ Usage:
 """
 
 import argparse
-import hashlib
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import zoo  # noqa: E402
 from benchmarks.cifar10 import load_data  # noqa: E402
-from benchmarks.common import RESULTS, TrainingClock, machine, write_results  # noqa: E402
-from zoo import atomic_files, weights_download  # noqa: E402
+from benchmarks.common import RESULTS, cached_training, machine, write_results  # noqa: E402
+from zoo import paths  # noqa: E402
 from zoo.latency import measure_latency, time_call  # noqa: E402
 from zoo.presets import get_preset  # noqa: E402
-from zoo.recipes import calibrate_after_training, train_recipe  # noqa: E402
+from zoo.recipes import calibrate_after_training  # noqa: E402
 
 BUDGETS = [0.25, 0.5, 0.75, 1.0]
 CHANNEL_GATINGS = ["subset", "prefix"]
@@ -69,26 +67,6 @@ RECIPE = {
 }
 
 
-def cached_training(name, key_parts, build, recipe, train, validation):
-    """Trains `build()` by `recipe` once; later runs load the saved model."""
-    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:12]
-    checkpoint = os.path.join(weights_download.runs_dir(), f"{name}-{key}")
-    trained = checkpoint + ".keras"
-    if os.path.exists(trained):
-        with open(checkpoint + ".json") as file:
-            return keras.saving.load_model(trained), json.load(file)["train_seconds"]
-    keras.utils.set_random_seed(0)
-    model = build()
-    clock = TrainingClock(os.path.join(checkpoint, "train_seconds.json"))
-    train_recipe(model, recipe, train, validation, checkpoint, verbose=2, callbacks=[clock])
-    seconds = clock.seconds
-    # The `.json` first: a `.keras` file, once there, always has its `.json`.
-    atomic_files.write_json(checkpoint + ".json", {"train_seconds": seconds})
-    with atomic_files.atomic_path(trained, ".keras") as partial:
-        model.save(partial)
-    return model, seconds
-
-
 def train_lcnet(data, uniform, quick, channel_gating):
     recipe = dict(RECIPE, epochs=1 if quick else FINE_TUNE_EPOCHS)
     arguments = {"num_classes": 10, "operating_points": BUDGETS, "channel_gating": channel_gating}
@@ -99,9 +77,8 @@ def train_lcnet(data, uniform, quick, channel_gating):
         return model
 
     train, validation, _ = data
-    model, seconds = cached_training(
-        "lcnet-bench", [arguments, recipe, UNIFORM], build, recipe, train, validation
-    )
+    checkpoint = paths.run_directory("lcnet-bench", [arguments, recipe, UNIFORM])
+    model, seconds = cached_training(checkpoint, build, recipe, train, validation)
     # Calibration and results are redone on every run, from the saved model.
     calibrate_after_training(model, train, recipe)
     achieved = model.calibrate_budget(train[0][:5000])
@@ -113,8 +90,7 @@ def fine_tune_uniform(data, quick):
     recipe = dict(RECIPE, epochs=1 if quick else FINE_TUNE_EPOCHS)
     train, validation, _ = data
     model, _ = cached_training(
-        "lcnet-bench-uniform",
-        [recipe, UNIFORM],
+        paths.run_directory("lcnet-bench-uniform", [recipe, UNIFORM]),
         lambda: zoo.load(UNIFORM, pretrained=True),
         recipe,
         train,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo import weights_download
+from zoo import paths, weights_download
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED_MODELS = os.path.join(ROOT, "saved_models")
@@ -147,8 +147,8 @@ def test_an_unwritable_keras_home_falls_back_to_tmp_like_keras(monkeypatch, tmp_
     monkeypatch.setenv("KERAS_HOME", str(home / "sub"))
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, m: p != str(home) and real_access(p, m))
-    assert weights_download.keras_home().endswith(os.path.join("", ".keras"))
-    assert not weights_download.keras_home().startswith(str(home))
+    assert paths.keras_home().endswith(os.path.join("", ".keras"))
+    assert not paths.keras_home().startswith(str(home))
 
 
 def test_local_folder_as_mirror(monkeypatch, tmp_path):

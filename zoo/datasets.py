@@ -30,7 +30,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from zoo import atomic_files, weights_download
+from zoo import atomic_files, paths, weights_download
 
 DATA_DIR_ENV = "ZOO_DATA_DIR"
 NAMES = ("mnist", "cifar10", "digits")
@@ -254,7 +254,7 @@ def _cache_path(source):
     after its content, so a changed archive or folder is decoded again."""
     place = hashlib.sha256(os.path.abspath(source).encode()).hexdigest()[:8]
     name = f"cifar10-{place}-{_content_digest(source)[:16]}.npz"
-    return os.path.join(weights_download.keras_home(), "zoo", "datasets", name)
+    return os.path.join(paths.zoo_cache("datasets"), name)
 
 
 _CONTENT_DIGESTS = {}

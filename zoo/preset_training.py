@@ -1,12 +1,11 @@
 """Reproducing a preset: `python -m zoo train --preset NAME`."""
 
-import hashlib
 import json
 import os
 
 import keras
 
-from zoo import atomic_files, datasets, presets, weights_download
+from zoo import atomic_files, datasets, paths, presets, weights_download
 from zoo.cost import cost
 from zoo.evaluation import evaluate_ratios
 from zoo.models import build
@@ -27,11 +26,9 @@ def train_preset(name, data_dir=None, weights_dir=None, checkpoint_dir=None, see
     x, y = datasets.load_arrays(preset["dataset"], "train", data_dir)
     split = len(x) * 9 // 10
     model = build(preset["architecture"], **preset["arguments"])
-    # Keyed by the recipe: a backup of another recipe must never be resumed.
-    key = hashlib.sha256(
-        json.dumps([preset["arguments"], recipe, seed], sort_keys=True).encode()
-    ).hexdigest()[:12]
-    checkpoint_dir = checkpoint_dir or os.path.join(weights_download.runs_dir(), f"{name}-{key}")
+    checkpoint_dir = checkpoint_dir or paths.run_directory(
+        name, [preset["arguments"], recipe, seed]
+    )
     print(f"Training preset {name} ({recipe['method']}), checkpoints in {checkpoint_dir}")
     train_recipe(
         model,

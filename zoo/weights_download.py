@@ -8,11 +8,12 @@ import tempfile
 
 import keras
 
+from zoo import paths
+
 # The project's published `saved_models/` folder.
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/dynamic-width-zoo/zoo/main/saved_models/"
 # Points downloads at a mirror (a URL) or a local folder.
 BASE_URL_ENV = "ZOO_WEIGHTS_URL"
-CACHE_SUBDIR = os.path.join("zoo", "weights")
 
 
 class WeightsIntegrityError(ValueError):
@@ -35,25 +36,8 @@ def base_url():
     return base if base.endswith("/") else base + "/"
 
 
-def keras_home():
-    """`KERAS_HOME` (default `~/.keras`); like `keras.utils.get_file`, `/tmp/.keras`
-    when that cannot be written."""
-    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    existing = home
-    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
-        existing = os.path.dirname(existing)
-    if not os.access(existing, os.W_OK):
-        return os.path.join(tempfile.gettempdir(), ".keras")
-    return home
-
-
-def runs_dir():
-    """Where training checkpoints go: `ZOO_RUNS_DIR`, else `KERAS_HOME/zoo/runs`."""
-    return os.environ.get("ZOO_RUNS_DIR") or os.path.join(keras_home(), "zoo", "runs")
-
-
 def cache_dir():
-    return os.path.join(keras_home(), CACHE_SUBDIR)
+    return paths.zoo_cache("weights")
 
 
 def fetch(filename, expected_sha256):
