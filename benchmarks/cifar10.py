@@ -72,7 +72,8 @@ from zoo.recipes import calibrate_after_training  # noqa: E402
 
 RATIOS = [0.25, 0.5, 0.75, 1.0]
 # Epochs per model: what this 2-core CPU affords (a 3-ratio sandwich epoch
-# takes about 10 min for resnet20, 5.5 for vgg16, 6.5 for mobilenet).
+# takes about 9.5 min for resnet20, 10.5 to 13 for vgg16 at half width,
+# 6.5 to 7.5 for mobilenet, alone on the CPU).
 # Weight decay: see the module docstring.
 ARCHITECTURES = {
     "resnet20": {"ratios": RATIOS, "arguments": {}, "epochs": 30, "weight_decay": 5e-3},

@@ -4,8 +4,8 @@ LC-Net starts from the `resnet20_cifar10` preset's weights (`load_backbone`:
 the uniform-width model below, trained 30 epochs) and fine-tunes backbone
 and gates jointly for `FINE_TUNE_EPOCHS` epochs in the setup of the CIFAR-10
 presets (45,000 training images, augmentation, SGD with cosine decay from
-`FINE_TUNE_LEARNING_RATE`), with budgets from the sandwich sampler over
-[0.25, 1] (budget 1 is the teacher of in-place distillation) and the budget
+`FINE_TUNE_LEARNING_RATE`), with budgets from the uniform preset's sandwich
+sampler (budget 1 is the teacher of in-place distillation) and the budget
 penalty; then batch norm is calibrated at each budget on the augmented
 training pipeline, as for the presets (`calibrate_after_training`), and
 `calibrate_budget` sets each operating point's budget shift on training
@@ -240,7 +240,7 @@ def markdown(results):
         f"uniform +{epochs} epochs: that preset trained by LC-Net's fine-tuning recipe without gates, "
         "so that both have had the same training. "
         f"LC-Net: that preset's weights fine-tuned {epochs} more epochs with the gates "
-        f"(learning rate {results['recipe']['learning_rate']}, cosine), sandwich budgets in [0.25, 1], budget penalty, "
+        f"(learning rate {results['recipe']['learning_rate']}, cosine), {sampled_budgets(results['recipe'])}, budget penalty, "
         "batch-norm statistics per budget, gates' budget shift calibrated on training images. "
         "Every model's batch norm is calibrated on the augmented training pipeline. "
         "C-Net gating: `subset` gates each inner channel on its own, `prefix` predicts a width per "
@@ -256,6 +256,14 @@ def markdown(results):
         "",
     ]
     return "\n".join(lines + usage_table(results)) + "\n"
+
+
+def sampled_budgets(recipe):
+    """How the recipe's sandwich sampler draws its budgets, in words."""
+    if "ratios" in recipe:
+        return f"sandwich budgets drawn from {', '.join(map(str, recipe['ratios']))}"
+    low, high = recipe["ratio_range"]
+    return f"sandwich budgets in [{low}, {high}]"
 
 
 def budget_rows(results):

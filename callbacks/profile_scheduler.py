@@ -49,6 +49,7 @@ class ProfileScheduler(keras.callbacks.Callback):
 
     Example:
     >>> model = zoo.build("mlp", profile_boundaries=(0.3,))
+    >>> model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     >>> model.fit(x, y, epochs=100, callbacks=[
     ...     callbacks.ProfileScheduler(stages=[((0.0, 0.3), 10), ((0.3, 1.0), 10)])])
     """

@@ -26,8 +26,9 @@ def build(name, **kwargs):
     Args:
         name: one of `list_models()`.
         **kwargs: the architecture's arguments: `num_classes`, `input_shape`,
-            `profile`, `width`, `operating_points`, `channel_multiple`, and
-            its own (see each class).
+            `operating_points`, and its own (see each class); all but
+            `lcnet_resnet20` also take `profile`, `width`,
+            `channel_multiple` and `profile_boundaries`.
 
     Example:
     >>> model = zoo.build("resnet20", num_classes=10, width=0.5)

@@ -48,7 +48,8 @@ class LCNetResNet20(DynamicModel):
         gate_hidden: hidden width of each block's gate.
         channel_gating: `"subset"` (each inner channel gated on its own) or
             `"prefix"` (a width per block, keeping its first channels).
-        **kwargs: `DynamicModel` arguments (`operating_points`, `name`).
+        name: the model's name, `"lcnet_resnet20"` unless given.
+        **kwargs: `DynamicModel` arguments (`operating_points`).
 
     Example:
     >>> model = zoo.build("lcnet_resnet20", num_classes=10)

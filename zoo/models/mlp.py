@@ -18,8 +18,9 @@ class MLP(DynamicModel):
         hidden_units: width of each hidden layer at ratio 1 (before `width`).
         input_shape: shape of one image, default MNIST's `(28, 28, 1)`.
         num_classes: number of classes.
+        name: the model's name, `"mlp"` unless given.
         **kwargs: `DynamicModel` arguments (`operating_points`, `profile`,
-            `width`, `channel_multiple`, `name`).
+            `width`, `channel_multiple`, `profile_boundaries`).
 
     Example:
     >>> model = MLP(num_classes=10)

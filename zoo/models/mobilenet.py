@@ -24,8 +24,9 @@ class MobileNet(DynamicModel):
         blocks: `(filters, strides)` of each depthwise-separable block.
         input_shape: shape of one image, default `(32, 32, 3)`.
         num_classes: number of classes.
+        name: the model's name, `"mobilenet"` unless given.
         **kwargs: `DynamicModel` arguments (`operating_points`, `profile`,
-            `width`, `channel_multiple`, `name`).
+            `width`, `channel_multiple`, `profile_boundaries`).
 
     Example:
     >>> model = MobileNet(num_classes=10)

@@ -23,8 +23,9 @@ class ResNet20(DynamicModel):
         blocks_per_stage: 3 gives ResNet-20, 5 ResNet-32, 9 ResNet-56.
         input_shape: shape of one image, default `(32, 32, 3)`.
         num_classes: number of classes.
+        name: the model's name, `"resnet20"` unless given.
         **kwargs: `DynamicModel` arguments (`operating_points`, `profile`,
-            `width`, `channel_multiple`, `name`).
+            `width`, `channel_multiple`, `profile_boundaries`).
 
     Example:
     >>> model = ResNet20(num_classes=10)

@@ -42,8 +42,9 @@ class VGG16(DynamicModel):
         input_shape: shape of one image, default `(32, 32, 3)`.
         num_classes: number of classes.
         dropout: dropout rate before each dense layer (0 disables it).
+        name: the model's name, `"vgg16"` unless given.
         **kwargs: `DynamicModel` arguments (`operating_points`, `profile`,
-            `width`, `channel_multiple`, `name`).
+            `width`, `channel_multiple`, `profile_boundaries`).
 
     Example:
     >>> model = VGG16(num_classes=10)
