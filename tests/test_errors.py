@@ -52,6 +52,19 @@ def test_static_tools_reject_bad_ratios(model, function):
         function(model, 1.2)
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: zoo.layers.DynamicConv2D(4, 3, padding="causal"),
+        lambda: zoo.layers.DynamicDepthwiseConv2D(3, padding="causal"),
+        lambda: zoo.effort.EffortConv2D(4, 3, padding="causal"),
+    ],
+)
+def test_convolutions_name_the_accepted_paddings(make):
+    with pytest.raises(ValueError, match="`padding` must be 'same' or 'valid'; got 'causal'"):
+        make()
+
+
 def test_subnet_rejects_an_unsupported_input_dtype(model):
     with pytest.raises(ValueError, match=r"`input_dtype` must be one of \('float32', 'uint8'\)"):
         zoo.extract_subnet(model, 0.5, input_dtype="int64")

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.effort import sdss, sfma, spet
-from zoo.layers.conv_utils import conv_output_spatial, pair, same_padding
+from zoo.layers.conv_utils import conv_arguments, conv_output_spatial, same_padding
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -30,8 +30,11 @@ class EffortConv2D(keras.layers.Layer):
     in; `operations` counts the scalar operations done per input.
 
     Args:
-        filters, kernel_size, strides, padding, use_bias: as in
-            `keras.layers.Conv2D` (`padding` `"same"` or `"valid"`).
+        filters: number of output channels.
+        kernel_size: int or pair.
+        strides: int or pair.
+        padding: `"same"` or `"valid"`.
+        use_bias: whether to add a bias.
         activation: `None` or `"relu"`.
         spet_margin: SPET stops a neuron when its partial sum is below
             `-spet_margin` times the spread of its remaining terms; `inf`
@@ -65,11 +68,7 @@ class EffortConv2D(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.filters = int(filters)
-        self.kernel_size = pair(kernel_size)
-        self.strides = pair(strides)
-        self.padding = padding.lower()
-        if self.padding not in ("same", "valid"):
-            raise ValueError(f"`padding` must be 'same' or 'valid'; got {padding!r}.")
+        self.kernel_size, self.strides, self.padding = conv_arguments(kernel_size, strides, padding)
         self.activation = spet.check_arguments(activation, spet_margin, spet_fraction, self.name)
         self.use_bias = bool(use_bias)
         self.spet_margin = None if spet_margin is None else float(spet_margin)

@@ -24,7 +24,9 @@ class DynamicBatchNormalization(PointStatistics, DynamicLayer):
         operating_points: ratios to keep statistics for (sorted on use).
         momentum: momentum of the moving statistics.
         epsilon: added to the variance.
-        **kwargs: `channel_multiple` and standard layer arguments.
+        **kwargs: `channel_multiple` and standard layer arguments;
+            `profile` and `cut_outputs`, which every dynamic layer takes, are
+            accepted and ignored (the channels follow the input's).
 
     Example:
     >>> bn = DynamicBatchNormalization(operating_points=(0.25, 0.5, 1.0))

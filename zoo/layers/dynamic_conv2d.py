@@ -5,8 +5,8 @@ import math
 import keras
 import tensorflow as tf
 
-from zoo.layers.conv_utils import conv_output_spatial, pair
-from zoo.layers.dynamic_layer import DynamicLayer, sliced_numpy
+from zoo.layers.conv_utils import conv_arguments, conv_output_shape, conv_output_spatial
+from zoo.layers.dynamic_layer import DynamicLayer
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -49,11 +49,7 @@ class DynamicConv2D(DynamicLayer):
     ):
         super().__init__(**kwargs)
         self.filters = int(filters)
-        self.kernel_size = pair(kernel_size)
-        self.strides = pair(strides)
-        self.padding = padding.lower()
-        if self.padding not in ("same", "valid"):
-            raise ValueError(f"`padding` must be 'same' or 'valid'; got {padding!r}.")
+        self.kernel_size, self.strides, self.padding = conv_arguments(kernel_size, strides, padding)
         self.activation = keras.activations.get(activation)
         self.use_bias = use_bias
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -68,11 +64,7 @@ class DynamicConv2D(DynamicLayer):
             initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer,
         )
-        self.bias = (
-            self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
-            if self.use_bias
-            else None
-        )
+        self.bias = self._build_bias(self.filters)
         self._build_profile(self.input_channels)
         self._build_kernel_cache(math.prod(self.kernel.shape))
 
@@ -89,9 +81,7 @@ class DynamicConv2D(DynamicLayer):
             lambda: self.scale_input_channels(self.kernel[:, :, :n_in, :n_out], n_in),
         )
         y = tf.nn.conv2d(x, kernel, strides=self.strides, padding=self.padding.upper())
-        if self.use_bias:
-            y = tf.nn.bias_add(y, self.bias[:n_out])
-        return self.activation(y)
+        return self._finish(y, n_out)
 
     def channel_axes(self, context):
         return self.kernel_channel_axes(context, self.filters)
@@ -101,21 +91,12 @@ class DynamicConv2D(DynamicLayer):
         return conv_output_spatial(self.input_spatial, self.kernel_size, self.strides, self.padding)
 
     def compute_output_shape(self, input_shape):
-        spatial = conv_output_spatial(
-            input_shape[1:3], self.kernel_size, self.strides, self.padding
+        return conv_output_shape(
+            input_shape, self.kernel_size, self.strides, self.padding, self.filters
         )
-        return (input_shape[0],) + spatial + (self.filters,)
 
     def static_layer(self, ratio):
-        n_in = self.static_input_width(ratio, self.input_channels)
-        n_out = self.static_output_width(ratio, self.filters)
-        kernel = sliced_numpy(self.kernel, Ellipsis, slice(0, n_in), slice(0, n_out))
-        gamma = self.gamma_values()
-        if gamma is not None:
-            kernel = kernel * gamma[:n_in, None]
-        weights = [kernel]
-        if self.use_bias:
-            weights.append(sliced_numpy(self.bias, slice(0, n_out)))
+        n_in, n_out, weights = self.static_kernel_weights(ratio, self.filters)
         layer = keras.layers.Conv2D(
             n_out,
             self.kernel_size,

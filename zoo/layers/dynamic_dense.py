@@ -5,7 +5,7 @@ import math
 import keras
 import tensorflow as tf
 
-from zoo.layers.dynamic_layer import DynamicLayer, sliced_numpy
+from zoo.layers.dynamic_layer import DynamicLayer
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -55,11 +55,7 @@ class DynamicDense(DynamicLayer):
             initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer,
         )
-        self.bias = (
-            self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
-            if self.use_bias
-            else None
-        )
+        self.bias = self._build_bias(self.units)
         self._build_profile(self.input_channels)
         self._build_kernel_cache(math.prod(self.kernel.shape))
 
@@ -75,10 +71,7 @@ class DynamicDense(DynamicLayer):
             n_out,
             lambda: self.scale_input_channels(self.kernel[:n_in, :n_out], n_in),
         )
-        y = tf.matmul(x, kernel)
-        if self.use_bias:
-            y = tf.nn.bias_add(y, self.bias[:n_out])
-        return self.activation(y)
+        return self._finish(tf.matmul(x, kernel), n_out)
 
     def channel_axes(self, context):
         return self.kernel_channel_axes(context, self.units)
@@ -86,20 +79,8 @@ class DynamicDense(DynamicLayer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
-    def static_weights(self, ratio):
-        n_in = self.static_input_width(ratio, self.input_channels)
-        n_out = self.static_output_width(ratio, self.units)
-        kernel = sliced_numpy(self.kernel, slice(0, n_in), slice(0, n_out))
-        gamma = self.gamma_values()
-        if gamma is not None:
-            kernel = kernel * gamma[:n_in, None]
-        weights = [kernel]
-        if self.use_bias:
-            weights.append(sliced_numpy(self.bias, slice(0, n_out)))
-        return n_in, n_out, weights
-
     def static_layer(self, ratio):
-        n_in, n_out, weights = self.static_weights(ratio)
+        n_in, n_out, weights = self.static_kernel_weights(ratio, self.units)
         layer = keras.layers.Dense(
             n_out,
             activation=self.activation,

@@ -5,7 +5,7 @@ import math
 import keras
 import tensorflow as tf
 
-from zoo.layers.conv_utils import conv_output_spatial, pair
+from zoo.layers.conv_utils import conv_arguments, conv_output_shape, conv_output_spatial
 from zoo.layers.dynamic_layer import DynamicLayer, sliced_numpy
 
 
@@ -26,7 +26,10 @@ class DynamicDepthwiseConv2D(DynamicLayer):
         use_bias: whether to add a bias.
         depthwise_initializer: initializer of the kernel.
         depthwise_regularizer: regularizer of the kernel.
-        **kwargs: `channel_multiple` and standard layer arguments.
+        **kwargs: `DynamicLayer` arguments: `channel_multiple`, and
+            `cut_inputs`/`cut_outputs` (equal: the channel count is kept);
+            `profile` is accepted, as by every dynamic layer, and ignored
+            (nothing is summed over channels); standard layer arguments.
 
     Example:
     >>> dw = DynamicDepthwiseConv2D(3, padding="same", use_bias=False)
@@ -53,9 +56,7 @@ class DynamicDepthwiseConv2D(DynamicLayer):
                 "A depthwise convolution keeps its channel count: `cut_inputs` "
                 "and `cut_outputs` must be equal."
             )
-        self.kernel_size = pair(kernel_size)
-        self.strides = pair(strides)
-        self.padding = padding.lower()
+        self.kernel_size, self.strides, self.padding = conv_arguments(kernel_size, strides, padding)
         self.activation = keras.activations.get(activation)
         self.use_bias = use_bias
         self.depthwise_initializer = keras.initializers.get(depthwise_initializer)
@@ -70,11 +71,7 @@ class DynamicDepthwiseConv2D(DynamicLayer):
             initializer=self.depthwise_initializer,
             regularizer=self.depthwise_regularizer,
         )
-        self.bias = (
-            self.add_weight(name="bias", shape=(self.input_channels,), initializer="zeros")
-            if self.use_bias
-            else None
-        )
+        self.bias = self._build_bias(self.input_channels)
 
     def call(self, inputs, compute_ratio=None):
         context = self.context(compute_ratio)
@@ -85,9 +82,7 @@ class DynamicDepthwiseConv2D(DynamicLayer):
             strides=(1,) + self.strides + (1,),
             padding=self.padding.upper(),
         )
-        if self.use_bias:
-            y = tf.nn.bias_add(y, self.bias[:n])
-        return self.activation(y)
+        return self._finish(y, n)
 
     def channel_axes(self, context):
         n = self.input_width(context, self.input_channels)
@@ -101,10 +96,9 @@ class DynamicDepthwiseConv2D(DynamicLayer):
         return conv_output_spatial(self.input_spatial, self.kernel_size, self.strides, self.padding)
 
     def compute_output_shape(self, input_shape):
-        spatial = conv_output_spatial(
-            input_shape[1:3], self.kernel_size, self.strides, self.padding
+        return conv_output_shape(
+            input_shape, self.kernel_size, self.strides, self.padding, input_shape[-1]
         )
-        return (input_shape[0],) + spatial + (input_shape[-1],)
 
     def static_layer(self, ratio):
         n = self.static_input_width(ratio, self.input_channels)

@@ -77,6 +77,33 @@ class DynamicLayer(keras.layers.Layer):
         else:
             self._fixed_gamma = tf.constant(initial)
 
+    def _build_bias(self, channels):
+        """A zero-initialized bias over `channels`, or `None` without `use_bias`."""
+        if not self.use_bias:
+            return None
+        return self.add_weight(name="bias", shape=(channels,), initializer="zeros")
+
+    def _finish(self, y, n_out):
+        """Adds the first `n_out` biases and applies the activation."""
+        if self.use_bias:
+            y = tf.nn.bias_add(y, self.bias[:n_out])
+        return self.activation(y)
+
+    def static_kernel_weights(self, ratio, output_channels):
+        """`(n_in, n_out, weights)` of a layer with a kernel `[..., in, out]`
+        and a bias over its outputs at `ratio`: the kernel block with the
+        profile folded in, then the bias (dense, convolution)."""
+        n_in = self.static_input_width(ratio, self.input_channels)
+        n_out = self.static_output_width(ratio, output_channels)
+        kernel = sliced_numpy(self.kernel, Ellipsis, slice(0, n_in), slice(0, n_out))
+        gamma = self.gamma_values()
+        if gamma is not None:
+            kernel = kernel * gamma[:n_in, None]
+        weights = [kernel]
+        if self.use_bias:
+            weights.append(sliced_numpy(self.bias, slice(0, n_out)))
+        return n_in, n_out, weights
+
     def gamma_values(self):
         """Gamma as a NumPy vector over all input channels, or `None`."""
         if self.profile_gamma is not None:

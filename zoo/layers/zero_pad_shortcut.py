@@ -19,7 +19,9 @@ class ZeroPadShortcut(DynamicLayer):
     Args:
         filters: output channels at ratio 1.
         strides: spatial subsampling factor.
-        **kwargs: `channel_multiple` and standard layer arguments.
+        **kwargs: `channel_multiple` and standard layer arguments;
+            `profile`, which every dynamic layer takes, is accepted and
+            ignored (nothing is summed over channels).
 
     Example:
     >>> shortcut = ZeroPadShortcut(32, strides=2)
