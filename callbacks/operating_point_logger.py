@@ -7,9 +7,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from callbacks.state import check_ratio_list, format_ratio, require_dynamic_model
+from callbacks.state import format_ratio, require_dynamic_model
 from zoo.cost import cost
 from zoo.evaluation import evaluate_ratios
+from zoo.ratio import check_ratio_list
 
 
 class OperatingPointLogger(keras.callbacks.Callback):

@@ -5,7 +5,8 @@ import warnings
 import keras
 import numpy as np
 
-from callbacks.state import CallbackState, EpochProgress, check_ratio_list
+from callbacks.state import CallbackState, EpochProgress
+from zoo.ratio import check_ratio_list
 
 # Window layout in `training_state` (see callbacks/state.py). EPOCH counts
 # the epochs begun, so a backup taken at any epoch end holds the right count

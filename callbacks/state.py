@@ -8,10 +8,6 @@ fixed window of it, so windows never move between runs.
 import warnings
 import zlib
 
-import numpy as np
-
-from zoo.ratio import check_ratio
-
 WINDOWS = {
     "TaskwiseEarlyStopping": (0, 64),
     "SubnetSampler": (64, 8),
@@ -117,15 +113,6 @@ def require_dynamic_model(model, owner):
 def settings_fingerprint(settings):
     """A nonzero integer below 2**24 (exact in float32) that identifies `settings`."""
     return float(zlib.crc32(repr(settings).encode()) % (2**24 - 1) + 1)
-
-
-def check_ratio_list(ratios, argument="ratios"):
-    """Sorted (descending) distinct ratios, or a clear error."""
-    ratios = [float(r) for r in np.atleast_1d(ratios)] if ratios is not None else []
-    if not ratios:
-        raise ValueError(f"`{argument}` is empty: give at least one ratio in (0, 1].")
-    check_ratio(ratios, argument)
-    return sorted(set(ratios), reverse=True)
 
 
 def format_ratio(ratio):

@@ -4,8 +4,9 @@ import keras
 import numpy as np
 
 import zoo
-from callbacks.state import CallbackState, EpochProgress, check_ratio_list
+from callbacks.state import CallbackState, EpochProgress
 from zoo.dynamic_model import MAX_PLAN_SIZE
+from zoo.ratio import check_ratio_list
 
 STEP, REORDERED = range(2)
 

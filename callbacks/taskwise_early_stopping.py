@@ -3,8 +3,9 @@
 import keras
 import numpy as np
 
-from callbacks.state import CallbackState, EpochProgress, check_ratio_list
+from callbacks.state import CallbackState, EpochProgress
 from zoo.evaluation import evaluate_ratios
+from zoo.ratio import check_ratio_list
 
 # Window layout in `training_state` (see callbacks/state.py).
 TASK, BEST, WAIT, ROUND, STEP, STARTED, PHASE, PENDING, TASK_ROUNDS = range(9)
@@ -214,7 +215,7 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
                 # closed that round: close it now, on the same weights. (A
                 # backup in mid-epoch leaves the round open: it goes on over
                 # the rerun of that epoch.)
-                self._end_round(None)
+                self._end_round()
             self.state[PENDING] = 1
         self._set_plan(self.current_task)
 
@@ -233,17 +234,17 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
         self.state[STEP] = self.state[STEP] + 1
         if self.state[STEP] >= self.steps_per_round:
             self.state[STEP] = 0
-            self._end_round(logs)
+            self._end_round()
 
     def on_epoch_end(self, epoch, logs=None):
         self.progress.epoch_end()
         if self.steps_per_round is None:
-            self._end_round(logs)
+            self._end_round()
             self.state[PENDING] = 0
         if logs is not None:
             logs["tesla_task_ratio"] = self.current_ratio
 
-    def _end_round(self, logs):
+    def _end_round(self):
         task = self.current_task
         accuracy = evaluate_ratios(self.model, self.validation_data, [self.ratios[task]])[
             self.ratios[task]

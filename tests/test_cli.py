@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 
@@ -24,9 +25,18 @@ def test_python_dash_m_zoo_help():
     assert result.returncode == 0 and "train" in result.stdout
 
 
-def test_bad_ratios_flag():
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("0.5,2", r"`--ratios` must be in \(0, 1\] \(NaN is not accepted\); got \[2.0\]"),
+        ("0.5,x", "ratios must be comma-separated numbers; got '0.5,x'"),
+        (",", r"`--ratios` is empty: give at least one ratio in \(0, 1\]"),
+    ],
+)
+def test_bad_ratios_flag_says_what_is_accepted(capsys, flag, message):
     with pytest.raises(SystemExit):
-        cli.main(["train", "--ratios", "0.5,2"])
+        cli.main(["train", "--ratios", flag])
+    assert re.search(message, capsys.readouterr().err)
 
 
 def test_recalibrate_needs_a_preset():

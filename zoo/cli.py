@@ -18,6 +18,7 @@ from zoo.evaluation import evaluate_ratios
 from zoo.latency import measure_latency
 from zoo.layers import DynamicBatchNormalization
 from zoo.models import build, list_models
+from zoo.ratio import check_ratio_list
 
 DEFAULT_RATIOS = "1.0,0.75,0.5,0.25"
 
@@ -29,9 +30,10 @@ def parse_ratios(text):
         raise argparse.ArgumentTypeError(
             f"ratios must be comma-separated numbers; got {text!r}"
         ) from None
-    if not ratios or not all(0 < r <= 1 for r in ratios):
-        raise argparse.ArgumentTypeError(f"ratios must be in (0, 1]; got {text!r}")
-    return sorted(set(ratios), reverse=True)
+    try:
+        return check_ratio_list(ratios, "--ratios")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def make_parser():

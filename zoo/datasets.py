@@ -50,7 +50,6 @@ CIFAR10_CLASSES = (
 CIFAR10_TAR = "cifar10-jpeg.tar.gz"
 MNIST_FILE = "mnist.npz"
 NUM_CLASSES = {"mnist": 10, "cifar10": 10, "digits": 10}
-INPUT_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3), "digits": (8, 8, 1)}
 
 
 def list_datasets():

@@ -217,22 +217,22 @@ class DynamicModel(keras.Model):
             if compute_ratio is not None or isinstance(inputs, dict):
                 raise ValueError("Give either `layer_ratios` or `compute_ratio`, not both.")
             images = self._check_images(inputs)
-            return self._run(images, self._group_context(layer_ratios), training)
+            return self._run(images, self._group_context(layer_ratios))
         images, ratio = self._split_inputs(inputs, compute_ratio)
         if ratio is None:
-            return self._run(images, RatioContext.from_value(1.0), training)
-        ratio = self._validate(ratio)
+            return self._run(images, RatioContext.from_value(1.0))
+        ratio = validated_ratio(ratio)
         if ratio.shape.rank == 0:
-            return self._run(images, RatioContext(ratio), training)
+            return self._run(images, RatioContext(ratio))
         widest = tf.reduce_max(ratio)
         return tf.cond(
             tf.equal(tf.reduce_min(ratio), widest),
-            lambda: self._run(images, RatioContext(widest), training),
-            lambda: self._run(images, RatioContext(widest, ratio), training),
+            lambda: self._run(images, RatioContext(widest)),
+            lambda: self._run(images, RatioContext(widest, ratio)),
         )
 
-    def _run(self, images, context, training):
-        context.operating_points = self.operating_points
+    def _run(self, images, context):
+        # `training` reaches the layers through Keras's call context.
         context.weights_version = self._weights_version
 
         def apply(layer, x):
@@ -257,7 +257,7 @@ class DynamicModel(keras.Model):
                 f"`layer_ratios` needs one ratio per width group ({self.num_width_groups} "
                 f"for {self.name}, see `zoo.width_groups`); got shape {tuple(ratios.shape)}."
             )
-        ratios = self._validate(ratios)
+        ratios = validated_ratio(ratios)
         ratios.set_shape((self.num_width_groups,))
         context = RatioContext(tf.reduce_max(ratios))
         context.group_ratios = ratios
@@ -315,10 +315,6 @@ class DynamicModel(keras.Model):
                     "images: give one ratio per sample."
                 )
         return ratio
-
-    @staticmethod
-    def _validate(ratio):
-        return validated_ratio(ratio)
 
     # -- training plan ---------------------------------------------------------
 

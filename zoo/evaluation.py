@@ -3,7 +3,6 @@
 import weakref
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from zoo.batches import as_dataset
@@ -75,7 +74,3 @@ def _evaluation_step(model):
 
     _STEPS[model] = (loss_function, step)
     return step
-
-
-def average_accuracy(results):
-    return float(np.mean(list(results.values())))

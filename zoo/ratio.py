@@ -56,18 +56,24 @@ def check_ratio(ratio, argument="compute_ratio"):
         )
 
 
-def check_operating_points(operating_points):
-    """The operating points as a sorted tuple, or a clear error."""
-    points = sorted(float(p) for p in np.atleast_1d(operating_points))
-    if not points:
-        raise ValueError("`operating_points` must list at least one ratio.")
-    check_ratio(points, "operating_points")
-    repeated = sorted({p for p in points if points.count(p) > 1})
-    if repeated:
+def check_ratio_list(ratios, argument="ratios", repeats_allowed=True):
+    """The distinct ratios of `ratios` sorted widest first, or a clear error
+    naming `argument` (an empty list, a ratio outside (0, 1], NaN, or a
+    repeated ratio unless `repeats_allowed`)."""
+    values = [] if ratios is None else [float(r) for r in np.atleast_1d(ratios)]
+    check_ratio(values, argument)
+    repeated = sorted({r for r in values if values.count(r) > 1})
+    if repeated and not repeats_allowed:
         raise ValueError(
-            f"`operating_points` repeats {repeated}: give each ratio once (got {points})."
+            f"`{argument}` repeats {repeated}: give each ratio once (got {sorted(values)})."
         )
-    return tuple(points)
+    return sorted(set(values), reverse=True)
+
+
+def check_operating_points(operating_points):
+    """The operating points as a sorted tuple (narrowest first), or a clear error."""
+    points = check_ratio_list(operating_points, "operating_points", repeats_allowed=False)
+    return tuple(reversed(points))
 
 
 def check_boundaries(boundaries, argument="boundaries"):
@@ -117,8 +123,6 @@ class RatioContext:
         ratio: scalar float tensor, the widest ratio in the batch.
         sample_ratios: `(batch,)` float tensor, or `None` when the whole
             batch shares `ratio`.
-        operating_points: sorted tuple of floats: the ratios batch
-            normalization keeps statistics for.
 
     Example:
     >>> context = RatioContext.from_value(0.5)
@@ -126,10 +130,9 @@ class RatioContext:
     32
     """
 
-    def __init__(self, ratio, sample_ratios=None, operating_points=None):
+    def __init__(self, ratio, sample_ratios=None):
         self.ratio = ratio
         self.sample_ratios = sample_ratios
-        self.operating_points = operating_points
         # Set by `DynamicModel`: a counter bumped whenever weights change,
         # which keys the layers' inference kernel caches.
         self.weights_version = None
@@ -141,7 +144,7 @@ class RatioContext:
         self._point_index = {}
 
     @classmethod
-    def from_value(cls, compute_ratio, operating_points=None):
+    def from_value(cls, compute_ratio):
         """Builds a context from a float, a scalar or a `(batch,)` tensor.
 
         A rank-1 ratio is taken per sample: the context is mixed unless all
@@ -156,8 +159,8 @@ class RatioContext:
         else:
             ratio = validated_ratio(tf.cast(compute_ratio, "float32"))
         if ratio.shape.rank == 0:
-            return cls(ratio, None, operating_points)
-        return cls(tf.reduce_max(ratio), ratio, operating_points)
+            return cls(ratio)
+        return cls(tf.reduce_max(ratio), ratio)
 
     @property
     def is_mixed(self):

@@ -84,10 +84,6 @@ class BlockGate(keras.layers.Layer):
         width = tf.sigmoid(logits) * float(self.channels + 1)
         return width - tf.range(1, self.channels + 1, dtype=logits.dtype)
 
-    def cost(self):
-        """Multiply-adds of one prediction."""
-        return gate_cost(self.input_channels, self.hidden, self.channels, self.channel_gating)
-
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -11,6 +11,7 @@ from zoo.dynamic_model import DynamicModel
 from zoo.layers.block_gate import BlockGate, gate_cost
 from zoo.layers.budget_batch_normalization import BudgetBatchNormalization
 from zoo.models.preprocessing import image_normalization
+from zoo.ratio import validated_ratio
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -163,7 +164,7 @@ class LCNetResNet20(DynamicModel):
         batch = tf.shape(images)[:1]
         if ratio is None:
             return images, tf.ones(batch)
-        ratio = self._validate(ratio)
+        ratio = validated_ratio(ratio)
         return images, ratio * tf.ones(batch) if ratio.shape.rank == 0 else ratio
 
     def _offset(self, budget):
