@@ -286,8 +286,7 @@ def load_data(quick):
     test = zoo.datasets.load_arrays("cifar10", "test")
     if quick:
         x, y, test = x[:2000], y[:2000], (test[0][:500], test[1][:500])
-    split = len(x) * 9 // 10
-    return (x[:split], y[:split]), (x[split:], y[split:]), test
+    return (*zoo.datasets.train_validation_split(x, y), test)
 
 
 def target_checks(architecture, methods, quick=False):

@@ -159,8 +159,7 @@ def load_data(quick):
     x_test, y_test = zoo.datasets.load_arrays("mnist", "test")
     if quick:
         x, y, x_test, y_test = x[:6000], y[:6000], x_test[:1000], y_test[:1000]
-    split = len(x) * 9 // 10
-    return (x[:split], y[:split]), (x[split:], y[split:]), (x_test, y_test)
+    return (*zoo.datasets.train_validation_split(x, y), (x_test, y_test))
 
 
 def shrink(recipe, quick):

@@ -114,6 +114,17 @@ def test_digits_pipeline_with_batching_and_augmentation():
     assert len(x_train) + len(x_test) == 1797 and x_train.max() == 255
 
 
+def test_augmentation_is_drawn_anew_every_epoch_and_repeats_with_its_seed():
+    def epochs(dataset):
+        return [np.concatenate([x.numpy() for x, _ in dataset]) for _ in range(2)]
+
+    load = lambda: datasets.load("digits", "test[:64]", batch_size=32, augment=True, seed=3)
+    first, second = epochs(load())
+    assert not np.array_equal(first, second)
+    again, _ = epochs(load())
+    np.testing.assert_array_equal(first, again)
+
+
 @pytest.mark.parametrize("bad", ["validation", "train[a:b]", "train[%:]"])
 def test_bad_split_and_name(bad):
     with pytest.raises(ValueError, match="Unknown split"):

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo import atomic_files, paths, weights_download
+from zoo.augmentation import augmented
 
 DATA_DIR_ENV = "ZOO_DATA_DIR"
 NAMES = ("mnist", "cifar10", "digits")
@@ -88,14 +89,21 @@ def load(
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     if augment:
-        flip = name == "cifar10"
-        dataset = dataset.map(
-            lambda x, y: (augment_image(x, flip, seed), y),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+        dataset = augmented(dataset, flip=name == "cifar10", seed=seed)
     if batch_size:
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def train_validation_split(x, y):
+    """`((x, y) train, (x, y) validation)`: the first 90% of the examples and
+    the last 10%, in order (the split of every training recipe here).
+
+    Example:
+    >>> train, validation = train_validation_split(*load_arrays("mnist", "train"))
+    """
+    split = len(x) * 9 // 10
+    return (x[:split], y[:split]), (x[split:], y[split:])
 
 
 def load_arrays(name, split="train", data_dir=None):
@@ -354,14 +362,3 @@ def _decode(data, source):
         return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
     except tf.errors.InvalidArgumentError as error:
         raise ValueError(f"Malformed image in {source}: {error.message}") from error
-
-
-def augment_image(image, flip, seed=None):
-    """A random crop of `image` padded by 4 pixels, randomly flipped if `flip`."""
-    image = tf.cast(image, "float32")
-    height, width = image.shape[0], image.shape[1]
-    image = tf.image.pad_to_bounding_box(image, 4, 4, height + 8, width + 8)
-    image = tf.image.random_crop(image, (height, width, image.shape[-1]), seed=seed)
-    if flip:
-        image = tf.image.random_flip_left_right(image, seed=seed)
-    return image

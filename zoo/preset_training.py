@@ -23,8 +23,9 @@ def train_preset(name, data_dir=None, weights_dir=None, checkpoint_dir=None, see
     """
     preset = presets.get_preset(name)
     recipe = preset["recipe"]
-    x, y = datasets.load_arrays(preset["dataset"], "train", data_dir)
-    split = len(x) * 9 // 10
+    train, validation = datasets.train_validation_split(
+        *datasets.load_arrays(preset["dataset"], "train", data_dir)
+    )
     model = build(preset["architecture"], **preset["arguments"])
     checkpoint_dir = checkpoint_dir or paths.run_directory(
         name, [preset["arguments"], recipe, seed]
@@ -33,8 +34,8 @@ def train_preset(name, data_dir=None, weights_dir=None, checkpoint_dir=None, see
     train_recipe(
         model,
         recipe,
-        (x[:split], y[:split]),
-        (x[split:], y[split:]),
+        train,
+        validation,
         checkpoint_dir,
         seed,
         verbose=2,
@@ -65,10 +66,11 @@ def publish_preset(name, model, data_dir=None, weights_dir=None, seed=0):
     """
     weights_dir = weights_dir or presets.SAVED_MODELS
     preset = presets.get_preset(name)
-    x, y = datasets.load_arrays(preset["dataset"], "train", data_dir)
+    train, _ = datasets.train_validation_split(
+        *datasets.load_arrays(preset["dataset"], "train", data_dir)
+    )
     test = datasets.load_arrays(preset["dataset"], "test", data_dir)
-    split = len(x) * 9 // 10
-    calibrate_after_training(model, (x[:split], y[:split]), preset["recipe"], seed)
+    calibrate_after_training(model, train, preset["recipe"], seed)
     accuracy = evaluate_ratios(model, test, model.operating_points)
     held_out = held_out_accuracy(model, preset["dataset"], data_dir)
     os.makedirs(weights_dir, exist_ok=True)

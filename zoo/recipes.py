@@ -35,6 +35,7 @@ import os
 import keras
 import tensorflow as tf
 
+from zoo.augmentation import augmented
 from zoo.batchnorm import calibrate_batchnorm
 
 METHODS = ("idp", "idp_multi_profile", "tesla", "r_tesla", "single_path", "sandwich")
@@ -118,17 +119,11 @@ def make_optimizer(recipe, steps_per_epoch):
 
 def training_dataset(train_data, recipe, seed=0):
     """`(x, y)` arrays as a shuffled, batched, augmented `tf.data.Dataset`."""
-    from zoo.datasets import augment_image
-
     x, y = train_data
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
         len(x), seed=seed, reshuffle_each_iteration=True
     )
-    flip = x.shape[-1] == 3
-    dataset = dataset.map(
-        lambda image, label: (augment_image(image, flip), label),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+    dataset = augmented(dataset, flip=x.shape[-1] == 3, seed=seed)
     return dataset.batch(recipe.get("batch_size", 128)).prefetch(tf.data.AUTOTUNE)
 
 

@@ -92,13 +92,15 @@ class EffortDense(keras.layers.Layer):
 
     def measure(self, inputs):
         """`(outputs, operations)` of one pass (see `operations`)."""
-        return self._forward(inputs)[0], self.operations(inputs)
+        outputs, stopped = self._forward(inputs)
+        return outputs, self._count(tf.shape(inputs)[0], stopped)
 
     def operations(self, inputs):
         """Scalar operations per input: `"total"`, `"dot_products"`, `"spet"`
         (its comparisons), and zero `"sdss"` and `"sfma"`."""
-        _, stopped = self._forward(inputs)
-        batch = tf.shape(inputs)[0]
+        return self.measure(inputs)[1]
+
+    def _count(self, batch, stopped):
         zeros = tf.zeros([batch])
         if stopped is None:
             dot = tf.fill([batch], float(self.dense_operations))
