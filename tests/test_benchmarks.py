@@ -118,7 +118,7 @@ def test_cifar10_individual_networks_resume_from_the_results_file(monkeypatch):
 
 
 def test_training_clock_counts_on_from_an_interrupted_run(tmp_path):
-    from benchmarks.common import TrainingClock
+    from benchmarks.training_clock import TrainingClock
 
     path = tmp_path / "train_seconds.json"
     first = TrainingClock(str(path))

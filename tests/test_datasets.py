@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zoo import datasets
+from zoo import cifar10_images, datasets
 
 
 @pytest.fixture(autouse=True)
@@ -34,8 +34,8 @@ def jpeg(seed):
     return tf.io.encode_jpeg(image).numpy()
 
 
-def write_cifar_tar(folder, per_class=2, classes=datasets.CIFAR10_CLASSES):
-    with tarfile.open(folder / datasets.CIFAR10_TAR, "w:gz") as archive:
+def write_cifar_tar(folder, per_class=2, classes=cifar10_images.CIFAR10_CLASSES):
+    with tarfile.open(folder / cifar10_images.CIFAR10_TAR, "w:gz") as archive:
         for split in ("train", "test"):
             for c, name in enumerate(classes):
                 for i in range(per_class):
@@ -90,7 +90,7 @@ def test_cifar10_from_tar_is_balanced_and_cached(tmp_path):
 
 
 def test_cifar10_with_missing_classes_leaves_no_cache(tmp_path):
-    write_cifar_tar(tmp_path, classes=datasets.CIFAR10_CLASSES[:9])
+    write_cifar_tar(tmp_path, classes=cifar10_images.CIFAR10_CLASSES[:9])
     with pytest.raises(ValueError, match="expected \\['airplane'"):
         datasets.load_arrays("cifar10", "test", data_dir=str(tmp_path))
     assert not os.path.exists(tmp_path / "keras_home" / "zoo" / "datasets") or not os.listdir(
@@ -99,7 +99,7 @@ def test_cifar10_with_missing_classes_leaves_no_cache(tmp_path):
 
 
 def test_corrupt_archive_is_a_clear_error(tmp_path):
-    (tmp_path / datasets.CIFAR10_TAR).write_bytes(b"\x1f\x8b garbage")
+    (tmp_path / cifar10_images.CIFAR10_TAR).write_bytes(b"\x1f\x8b garbage")
     with pytest.raises(ValueError, match="Malformed CIFAR-10 archive"):
         datasets.load_arrays("cifar10", "train", data_dir=str(tmp_path))
 
@@ -145,7 +145,7 @@ def test_a_percentage_beyond_the_split_is_refused():
 
 def test_an_archive_damaged_in_the_middle_is_a_clear_error_and_not_cached(tmp_path):
     write_cifar_tar(tmp_path)
-    path = tmp_path / datasets.CIFAR10_TAR
+    path = tmp_path / cifar10_images.CIFAR10_TAR
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
     data[middle : middle + 16] = bytes(255 - b for b in data[middle : middle + 16])
@@ -165,7 +165,7 @@ def test_the_cache_follows_the_content_and_keeps_one_file_per_source(tmp_path):
     datasets.load_arrays("cifar10", "test", data_dir=str(tmp_path))
     first = os.listdir(cache_dir)
     assert len(first) == 1
-    os.utime(tmp_path / datasets.CIFAR10_TAR)  # touched, same content: same cache
+    os.utime(tmp_path / cifar10_images.CIFAR10_TAR)  # touched, same content: same cache
     datasets.load_arrays("cifar10", "test", data_dir=str(tmp_path))
     assert os.listdir(cache_dir) == first
     write_cifar_tar(tmp_path, per_class=3)  # new content: decoded again, old cache removed

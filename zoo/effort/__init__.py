@@ -14,7 +14,8 @@ SFMA merges alike input maps of a convolution. See `EffortConv2D`.
 
 from zoo.effort.effort_conv2d import EffortConv2D
 from zoo.effort.effort_dense import EffortDense
-from zoo.effort.preparation import Folded, effort_layers, prepare
+from zoo.effort.folded import Folded
+from zoo.effort.preparation import effort_layers, prepare
 from zoo.effort.reporting import operations, report, without_knobs
 from zoo.effort.tuning import CANDIDATES, calibrate, settings, tune
 

@@ -6,29 +6,9 @@ import numpy as np
 from zoo.dynamic_model import DynamicModel
 from zoo.effort.effort_conv2d import EffortConv2D
 from zoo.effort.effort_dense import EffortDense
+from zoo.effort.folded import Folded
 from zoo.ratio import check_ratio
 from zoo.subnet import extract_subnet
-
-
-@keras.saving.register_keras_serializable(package="zoo")
-class Folded(keras.layers.Layer):
-    """Stands in for a batch norm or ReLU folded into the layer before it.
-
-    It passes its input through, and accepts the arguments the folded layer
-    was called with (`training`, `mask`).
-
-    Args:
-        **kwargs: standard `keras.layers.Layer` arguments (`name`).
-
-    Example:
-    >>> Folded(name="bn_1")(np.ones((2, 4)), training=True)  # the input, unchanged
-    """
-
-    def call(self, inputs, training=None, mask=None):
-        return inputs
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
 
 def effort_layers(model):
