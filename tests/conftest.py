@@ -14,6 +14,33 @@ def _seed():
     keras.utils.set_random_seed(0)
 
 
+@pytest.fixture(scope="module")
+def data():
+    """64 training digits (8x8x1) and their labels."""
+    import zoo
+
+    x, y = zoo.datasets.load_arrays("digits", "train")
+    return x[:64], y[:64]
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops `fit` with `RuntimeError("interrupted")` as epoch `epoch`
+    begins, or as its batch `batch` begins."""
+
+    def __init__(self, epoch, batch=None):
+        super().__init__()
+        self.at, self.batch, self.epoch = epoch, batch, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        if self.batch is None and epoch == self.at:
+            raise RuntimeError("interrupted")
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == (self.at, self.batch):
+            raise RuntimeError("interrupted")
+
+
 def random_images(model, batch=4, seed=0):
     rng = np.random.default_rng(seed)
     return rng.uniform(0, 255, (batch,) + model.image_shape).astype("float32")

@@ -2,15 +2,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import Interrupt
 
 import callbacks
 import zoo
-
-
-@pytest.fixture(scope="module")
-def data():
-    x, y = zoo.datasets.load_arrays("digits", "train")
-    return x[:64], y[:64]
 
 
 def mlp(learning_rate=0.0):
@@ -116,11 +111,6 @@ def test_random_order_draws_open_tasks_and_stops(data):
 def test_backup_and_restore_resumes_on_the_same_task(data, tmp_path, backup_first):
     x, y = data[0][:16], data[1][:16]
 
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 3:
-                raise RuntimeError("interrupted")
-
     def run(extra):
         model = mlp(learning_rate=0.0)
         tesla = callbacks.TaskwiseEarlyStopping(
@@ -133,25 +123,12 @@ def test_backup_and_restore_resumes_on_the_same_task(data, tmp_path, backup_firs
         return record
 
     with pytest.raises(RuntimeError, match="interrupted"):
-        run([Interrupt()])
+        run([Interrupt(epoch=3)])
     # Epochs 0-1 ran task 0, epoch 2 task 1; the backup holds the end of epoch 2.
     resumed = run([])
     assert resumed.plans[0]["ratios"][0] == 0.5
     # Round of epoch 3 (task 1, no gain) switches to task 2 for epoch 4.
     assert [p["ratios"][0] for p in resumed.plans] == [0.5, 0.25]
-
-
-class InterruptAtBatch(keras.callbacks.Callback):
-    def __init__(self, epoch, batch):
-        super().__init__()
-        self.at, self.epoch = (epoch, batch), None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if (self.epoch, batch) == self.at:
-            raise RuntimeError("interrupted")
 
 
 @pytest.mark.parametrize("backup_first", [True, False])
@@ -169,7 +146,7 @@ def test_a_mid_epoch_backup_keeps_the_round_open(data, tmp_path, backup_first):
         return record
 
     with pytest.raises(RuntimeError, match="interrupted"):
-        run([InterruptAtBatch(epoch=2, batch=1)])  # backed up after batch 0 of epoch 2
+        run([Interrupt(epoch=2, batch=1)])  # backed up after batch 0 of epoch 2
     # Epoch 2 runs again as task 1's first round, epoch 3 its second.
     resumed = [p["ratios"][0] for p in run([]).plans]
     assert resumed == [0.5] * 4 + [0.25] * 2
@@ -485,11 +462,6 @@ def test_profile_scheduler_rejects_bad_arguments(kwargs, message):
 
 
 def test_profile_schedule_resumes_under_backup_and_restore(data, tmp_path):
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 3:
-                raise RuntimeError("interrupted")
-
     def run(extra):
         model, record = adam_mlp(profile_boundaries=(0.5,)), RecordPlans()
         scheduler = callbacks.ProfileScheduler(stages=[((0.0, 0.5), 2), ((0.5, 1.0), 3)])
@@ -504,7 +476,7 @@ def test_profile_schedule_resumes_under_backup_and_restore(data, tmp_path):
         return model, record
 
     with pytest.raises(RuntimeError, match="interrupted"):
-        run([Interrupt()])
+        run([Interrupt(epoch=3)])
     model, record = run([])
     assert len(record.plans) == 2 * 4  # epochs 3 and 4 of the schedule
     assert {p["ratios"][0] for p in record.plans} == {1.0}
@@ -525,7 +497,7 @@ def test_profile_schedule_resumes_from_a_mid_epoch_backup(data, tmp_path):
         return record
 
     with pytest.raises(RuntimeError, match="interrupted"):
-        run([InterruptAtBatch(epoch=2, batch=2)])  # backed up after batch 1 of epoch 2
+        run([Interrupt(epoch=2, batch=2)])  # backed up after batch 1 of epoch 2
     resumed = run([]).plans
     assert len(resumed) == 3 * 4  # epoch 2 again, then 3 and 4
     assert {p["ratios"][0] for p in resumed} == {1.0}
@@ -685,7 +657,7 @@ def test_sampler_repeats_the_draws_of_an_epoch_rerun_after_a_mid_epoch_backup(da
 
     uninterrupted = run([], tmp_path / "whole")
     with pytest.raises(RuntimeError, match="interrupted"):
-        run([InterruptAtBatch(epoch=2, batch=1)], tmp_path / "cut")  # backed up after batch 0
+        run([Interrupt(epoch=2, batch=1)], tmp_path / "cut")  # backed up after batch 0
     assert run([], tmp_path / "cut") == uninterrupted[4:]  # epoch 2 again, then 3 and 4
 
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import Interrupt
 
 import zoo
 from zoo.recipes import make_optimizer, train_recipe, training_dataset
@@ -68,20 +69,21 @@ def test_augmented_sgd_recipe_trains():
 
 
 def test_a_recipe_with_a_checkpoint_dir_resumes_and_passes_its_callbacks(tmp_path):
-    import keras
 
     x = np.random.default_rng(0).integers(0, 255, (64, 32, 32, 3), dtype=np.uint8)
     y = (x.mean(axis=(1, 2, 3)) > 127).astype("int32")
     recipe = {**SGD_COSINE, "method": "idp", "batch_size": 32, "epochs": 2}
     build = lambda: zoo.build("resnet20", blocks_per_stage=1, num_classes=2, width=0.25)
 
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            raise RuntimeError("interrupted")
-
     with pytest.raises(RuntimeError, match="interrupted"):
         train_recipe(
-            build(), recipe, (x, y), (x, y), tmp_path / "run", verbose=0, callbacks=[Interrupt()]
+            build(),
+            recipe,
+            (x, y),
+            (x, y),
+            tmp_path / "run",
+            verbose=0,
+            callbacks=[Interrupt(epoch=1)],
         )
     assert (tmp_path / "run" / "latest.weights.json").exists()
     model = train_recipe(build(), recipe, (x, y), (x, y), str(tmp_path / "run"), verbose=0)

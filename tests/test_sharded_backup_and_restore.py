@@ -4,17 +4,12 @@ import os
 import keras
 import numpy as np
 import pytest
+from conftest import Interrupt
 
 import callbacks
 import zoo
 
 SHARD_GB = 50e-6  # 53 KB: above the largest variable (40 KB), below the total (150 KB)
-
-
-@pytest.fixture(scope="module")
-def data():
-    x, y = zoo.datasets.load_arrays("digits", "train")
-    return x[:64], y[:64]
 
 
 def fit(data, backup, epochs=4, extra=()):
@@ -30,17 +25,15 @@ def fit(data, backup, epochs=4, extra=()):
     return model
 
 
-class Interrupt(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == 2:
-            raise RuntimeError("interrupted")
-
-
 def test_an_interrupted_run_resumes_bit_for_bit_from_bounded_files(data, tmp_path):
     backup_dir = str(tmp_path / "backup")
     straight = fit(data, callbacks.ShardedBackupAndRestore(str(tmp_path / "other"), SHARD_GB))
     with pytest.raises(RuntimeError, match="interrupted"):
-        fit(data, callbacks.ShardedBackupAndRestore(backup_dir, SHARD_GB), extra=[Interrupt()])
+        fit(
+            data,
+            callbacks.ShardedBackupAndRestore(backup_dir, SHARD_GB),
+            extra=[Interrupt(epoch=2)],
+        )
 
     shards = glob.glob(os.path.join(backup_dir, "*.weights.h5"))
     assert len(shards) > 2 and os.path.exists(os.path.join(backup_dir, "latest.weights.json"))
@@ -58,7 +51,7 @@ def test_an_interrupted_run_resumes_bit_for_bit_from_bounded_files(data, tmp_pat
 def test_a_checkpoint_of_keras_backup_and_restore_is_resumed_then_sharded(data, tmp_path):
     backup_dir = str(tmp_path / "backup")
     with pytest.raises(RuntimeError, match="interrupted"):
-        fit(data, keras.callbacks.BackupAndRestore(backup_dir), extra=[Interrupt()])
+        fit(data, keras.callbacks.BackupAndRestore(backup_dir), extra=[Interrupt(epoch=2)])
     assert sorted(os.listdir(backup_dir)) == ["latest.weights.h5", "training_metadata.json"]
 
     class Stop(keras.callbacks.Callback):
