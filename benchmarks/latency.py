@@ -33,6 +33,7 @@ import zoo  # noqa: E402
 from benchmarks.common import RESULTS, machine, write_results  # noqa: E402
 from zoo.latency import inference_function, paired_speedup, time_call  # noqa: E402
 from zoo.layers import DynamicLayer  # noqa: E402
+from zoo.ratio import RatioContext  # noqa: E402
 
 MODELS = {"mlp": dict(), "vgg16": dict(), "resnet20": dict(), "mobilenet": dict()}
 RATIOS = (1.0, 0.75, 0.5, 0.25)
@@ -49,7 +50,7 @@ def masked_function(model):
         if not layer.cut_outputs:
             return y
         channels = y.shape[-1]
-        width = tf.cast(tf.math.ceil(apply.ratio * channels - 1e-3), "int32")
+        width = RatioContext(apply.ratio).width(channels, layer.channel_multiple)
         keep = tf.cast(tf.range(channels) < width, y.dtype)
         return y * keep
 

@@ -5,7 +5,11 @@ import importlib
 import json
 import pathlib
 
+import numpy as np
 import pytest
+import tensorflow as tf
+
+import zoo
 
 SCRIPTS = sorted(p.stem for p in (pathlib.Path(__file__).parent.parent / "benchmarks").glob("*.py"))
 
@@ -192,3 +196,16 @@ def test_lcnet_results_of_an_earlier_recipe_say_what_changed():
     assert lcnet.recipe_note({"recipe": current}) == []
     note = lcnet.recipe_note({"recipe": dict(current, weight_decay=5e-4)})
     assert "`weight_decay` 0.0005 (now 0.005)" in note[0]
+
+
+def test_the_masked_baseline_computes_what_the_dynamic_model_does():
+    latency = importlib.import_module("benchmarks.latency")
+    model = zoo.build("mlp", input_shape=(8, 8, 1))
+    x = np.random.default_rng(0).uniform(0, 255, (4, 8, 8, 1)).astype("float32")
+    for ratio in (0.3, 0.5):
+        np.testing.assert_allclose(
+            latency.masked_function(model)(x, tf.fill([4], ratio)).numpy(),
+            model(x, compute_ratio=ratio).numpy(),
+            rtol=1e-5,
+            atol=1e-5,
+        )
