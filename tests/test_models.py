@@ -132,6 +132,19 @@ def test_subnet_saves_and_exports(tmp_path):
     np.testing.assert_allclose(served.serve(x).numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
+def test_the_dynamic_model_exports_with_a_ratio_per_image(tmp_path):
+    model = zoo.build("resnet20", width=0.25)
+    randomize_batchnorm(model)
+    model.export(str(tmp_path / "saved_model"), verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "saved_model"))
+    x = random_images(model)
+    for ratios in ([0.5] * 4, [1.0, 0.25, 0.5, 0.25]):
+        inputs = {"images": x, "compute_ratio": np.array(ratios, "float32")}
+        np.testing.assert_allclose(
+            served.serve(inputs).numpy(), model(inputs).numpy(), rtol=1e-4, atol=1e-4
+        )
+
+
 def test_subnet_serves_uint8_images(tmp_path):
     model = zoo.build("resnet20", width=0.25)
     randomize_batchnorm(model)

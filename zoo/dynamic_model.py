@@ -204,6 +204,36 @@ class DynamicModel(keras.Model):
 
     # -- inference -------------------------------------------------------------
 
+    def serving_signature(self, images_dtype="float32"):
+        """The input of an exported model: `{"images": (batch, *image_shape),
+        "compute_ratio": (batch,) float32}`, a ratio per image."""
+        return {
+            "images": keras.InputSpec(shape=(None, *self.image_shape), dtype=images_dtype),
+            "compute_ratio": keras.InputSpec(shape=(None,), dtype="float32"),
+        }
+
+    def export(
+        self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs
+    ):
+        """`keras.Model.export`, by default serving images and a ratio per image.
+
+        Without `input_signature` the exported endpoint `serve` takes the
+        dict of `serving_signature()`: the whole dynamic model, one
+        function for every ratio. For one fixed ratio, export
+        `zoo.extract_subnet(model, ratio)` instead: smaller and without any
+        width arithmetic.
+
+        Example:
+        >>> model.export("resnet20_dynamic")
+        >>> served = tf.saved_model.load("resnet20_dynamic")
+        >>> served.serve({"images": x, "compute_ratio": tf.fill([len(x)], 0.5)})
+        """
+        if input_signature is None:
+            input_signature = [self.serving_signature()]
+        return super().export(
+            filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs
+        )
+
     def __call__(self, inputs, *args, **kwargs):
         # Keras takes only tensors inside positional inputs: a plain number
         # as the dict's ratio becomes a 0-d array.
