@@ -2,10 +2,9 @@
 
 import warnings
 
-import keras
 import numpy as np
 
-from callbacks.state import CallbackState, EpochProgress
+from callbacks.plan_callback import PlanCallback
 from zoo.ratio import check_ratio_list
 
 # Window layout in `training_state` (see callbacks/state.py). EPOCH counts
@@ -14,7 +13,7 @@ from zoo.ratio import check_ratio_list
 EPOCH, STEP, STAGE, STARTED, FINGERPRINT = range(5)
 
 
-class ProfileScheduler(keras.callbacks.Callback):
+class ProfileScheduler(PlanCallback):
     """Schedules the ratios a model trains at, in one of three ways.
 
     - **Profile scheduling** (`stages`, IDP): a list of `((low, high),
@@ -55,6 +54,8 @@ class ProfileScheduler(keras.callbacks.Callback):
     ...     callbacks.ProfileScheduler(stages=[((0.0, 0.3), 10), ((0.3, 1.0), 10)])])
     """
 
+    state_window = "ProfileScheduler"
+
     def __init__(
         self,
         stages=None,
@@ -65,7 +66,7 @@ class ProfileScheduler(keras.callbacks.Callback):
         seed=0,
         verbose=0,
     ):
-        super().__init__()
+        super().__init__(seed)
         given = [
             name
             for name, value in (
@@ -102,7 +103,6 @@ class ProfileScheduler(keras.callbacks.Callback):
         if not 0.0 < float(min_ratio) <= 1.0:
             raise ValueError(f"`min_ratio` must be in (0, 1]; got {min_ratio}.")
         self.min_ratio = float(min_ratio)
-        self.seed = int(seed)
         self.verbose = verbose
 
     # -- schedules ---------------------------------------------------------
@@ -123,21 +123,20 @@ class ProfileScheduler(keras.callbacks.Callback):
 
     def keep_ratio(self, step):
         """The random keep-ratio drawn for batch `step`."""
-        rng = np.random.default_rng([self.seed, int(step)])
+        rng = self.step_rng(step)
         x = rng.exponential(self.scale)
         while x > 1.0:
             x = rng.exponential(self.scale)
         return max(1.0 - x, self.min_ratio)
 
     def curriculum_ratio(self, stage, step):
-        rng = np.random.default_rng([self.seed, int(step)])
+        rng = self.step_rng(step)
         return float(rng.choice(self.curriculum[: stage + 1]))
 
     # -- callback ----------------------------------------------------------
 
     def on_train_begin(self, logs=None):
-        self.state = CallbackState(self.model, type(self).__name__)
-        self.progress = EpochProgress(self.model, type(self).__name__)
+        super().on_train_begin(logs)
         if self.state.resume_or_reset(STARTED, FINGERPRINT, self._settings()):
             self.state[STAGE] = -1
         if self.mode == "stages":
@@ -214,8 +213,7 @@ class ProfileScheduler(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.mode == "stages":
             self.model.freeze_channels(0.0)
-        # A later `fit` without this callback trains at the default plan.
-        self.model.set_training_plan([1.0])
+        super().on_train_end(logs)
 
     def _log(self, message):
         if self.verbose:

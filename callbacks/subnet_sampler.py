@@ -1,17 +1,14 @@
 """Single-path sub-net sampling and the sandwich rule."""
 
-import keras
-import numpy as np
-
 import zoo
-from callbacks.state import CallbackState, EpochProgress
+from callbacks.plan_callback import PlanCallback
 from zoo.dynamic_model import MAX_PLAN_SIZE
 from zoo.ratio import check_ratio_list
 
 STEP, REORDERED = range(2)
 
 
-class SubnetSampler(keras.callbacks.Callback):
+class SubnetSampler(PlanCallback):
     """Trains one model for many widths by sampling a sub-net per step or epoch.
 
     - **Single path** (Yang and Fan): one uniform sub-net (one ratio for
@@ -57,6 +54,8 @@ class SubnetSampler(keras.callbacks.Callback):
     >>> callbacks.SubnetSampler(ratio_range=(0.1, 1.0), sandwich=True, num_ratios=4)
     """
 
+    state_window = "SubnetSampler"
+
     def __init__(
         self,
         ratios=None,
@@ -70,7 +69,7 @@ class SubnetSampler(keras.callbacks.Callback):
         reorder="l1",
         replace=True,
     ):
-        super().__init__()
+        super().__init__(seed)
         if (ratios is None) == (ratio_range is None):
             raise ValueError("Give exactly one of `ratios` and `ratio_range`.")
         if ratios is not None:
@@ -107,7 +106,6 @@ class SubnetSampler(keras.callbacks.Callback):
         self.sandwich = sandwich
         self.num_ratios = int(num_ratios)
         self.distillation = float(distillation)
-        self.seed = int(seed)
         if reorder not in ("l1", "l2", None):
             raise ValueError(f"`reorder` must be 'l1', 'l2' or None; got {reorder!r}.")
         self.nonuniform = bool(nonuniform)
@@ -115,7 +113,7 @@ class SubnetSampler(keras.callbacks.Callback):
 
     def sample(self, step):
         """The ratios trained at `step` (widest first under the sandwich rule)."""
-        rng = np.random.default_rng([self.seed, int(step)])
+        rng = self.step_rng(step)
         if not self.sandwich:
             return [self._draw(rng)]
         if self.replace:
@@ -127,7 +125,7 @@ class SubnetSampler(keras.callbacks.Callback):
 
     def sample_layers(self, step, groups):
         """Per-group ratios of each sub-net trained at `step` (non-uniform)."""
-        rng = np.random.default_rng([self.seed, int(step)])
+        rng = self.step_rng(step)
         if not self.sandwich:
             return [[self._draw(rng) for _ in range(groups)]]
         middle = [[self._draw(rng) for _ in range(groups)] for _ in range(self.num_ratios - 2)]
@@ -139,8 +137,7 @@ class SubnetSampler(keras.callbacks.Callback):
         return float(rng.uniform(self.low, self.high))
 
     def on_train_begin(self, logs=None):
-        self.state = CallbackState(self.model, type(self).__name__)
-        self.progress = EpochProgress(self.model, type(self).__name__)
+        super().on_train_begin(logs)
         if self.nonuniform:
             zoo.width_groups(self.model)  # a clear error for non-chain models
             if self.reorder and not self.state[REORDERED]:
@@ -164,8 +161,7 @@ class SubnetSampler(keras.callbacks.Callback):
             self._apply()
 
     def on_train_end(self, logs=None):
-        # A later `fit` without this callback trains at the default plan.
-        self.model.set_training_plan([1.0])
+        super().on_train_end(logs)
 
     def on_epoch_begin(self, epoch, logs=None):
         begun = self.progress.begun

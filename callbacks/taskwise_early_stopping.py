@@ -1,9 +1,8 @@
 """TESLA: task-wise early stopping and loss aggregation."""
 
-import keras
 import numpy as np
 
-from callbacks.state import CallbackState, EpochProgress
+from callbacks.plan_callback import PlanCallback
 from zoo.evaluation import evaluate_ratios
 from zoo.ratio import check_ratio_list
 
@@ -14,7 +13,7 @@ MAX_TASKS = 27
 FINGERPRINT = PER_TASK + 2 * MAX_TASKS  # the window's last float
 
 
-class TaskwiseEarlyStopping(keras.callbacks.Callback):
+class TaskwiseEarlyStopping(PlanCallback):
     """Trains operating points as tasks, widest first, each until it stops improving.
 
     TESLA (Chang et al., 2018). Task `k` is the `k`-th ratio in descending
@@ -68,6 +67,8 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
     ...     callbacks.TaskwiseEarlyStopping([1.0, 0.5, 0.25], validation_data=(xv, yv), patience=2)])
     """
 
+    state_window = "TaskwiseEarlyStopping"
+
     def __init__(
         self,
         ratios,
@@ -85,7 +86,7 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
         profile_learning_rate_factor=0.5,
         verbose=0,
     ):
-        super().__init__()
+        super().__init__(seed)
         self.ratios = check_ratio_list(ratios)
         if len(self.ratios) > MAX_TASKS:
             raise ValueError(f"At most {MAX_TASKS} tasks; got {len(self.ratios)}.")
@@ -121,7 +122,6 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
         self.distribution = self._check_distribution(distribution, ratios)
         self.steps_per_round = steps_per_round
         self.min_delta = float(min_delta)
-        self.seed = int(seed)
         self.alternate_profile = bool(alternate_profile)
         if not float(profile_learning_rate_factor) > 0:
             raise ValueError(
@@ -193,8 +193,7 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
         return self.ratios[min(self.current_task, len(self.ratios) - 1)]
 
     def on_train_begin(self, logs=None):
-        self.state = CallbackState(self.model, type(self).__name__)
-        self.progress = EpochProgress(self.model, type(self).__name__)
+        super().on_train_begin(logs)
         if self.state.resume_or_reset(STARTED, FINGERPRINT, self._settings()):
             self.state[BEST] = -np.inf
             if self.order == "random":
@@ -222,8 +221,7 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.alternate_profile:
             self.model.set_update_group("all")
-        # A later `fit` without this callback trains at the default plan.
-        self.model.set_training_plan([1.0])
+        super().on_train_end(logs)
 
     def on_train_batch_begin(self, batch, logs=None):
         self.progress.batch_begin(batch)
@@ -300,7 +298,7 @@ class TaskwiseEarlyStopping(keras.callbacks.Callback):
         """Draws a task from (seed, round): resumable without saving an RNG."""
         open_tasks = self._open_tasks()
         p = self.distribution[open_tasks] / self.distribution[open_tasks].sum()
-        rng = np.random.default_rng([self.seed, int(self.state[ROUND])])
+        rng = self.step_rng(self.state[ROUND])
         return int(rng.choice(open_tasks, p=p))
 
     def _log(self, message):

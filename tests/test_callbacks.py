@@ -676,3 +676,15 @@ def test_profile_stages_warn_that_weight_decay_moves_the_frozen_block(data):
     scheduler = callbacks.ProfileScheduler(stages=[((0.0, 0.5), 1), ((0.5, 1.0), 1)])
     with pytest.warns(UserWarning, match="weight decay shrinks the frozen block"):
         model.fit(*data, epochs=1, callbacks=[scheduler], verbose=0)
+
+
+def test_a_subclassed_plan_callback_keeps_its_window_and_resets_the_plan(data):
+    class HalfOrFull(callbacks.SubnetSampler):
+        pass
+
+    model = mlp(learning_rate=0.0)
+    record = RecordPlans()
+    sampler = HalfOrFull(ratios=[1.0, 0.5], seed=4)
+    model.fit(*data, batch_size=32, epochs=1, callbacks=[sampler, record], verbose=0)
+    assert [p["ratios"] for p in record.plans] == [sampler.sample(0), sampler.sample(1)]
+    assert model.training_plan["ratios"] == [1.0]

@@ -1,0 +1,45 @@
+"""The base of the callbacks that set a dynamic model's training plan."""
+
+import keras
+import numpy as np
+
+from callbacks.state import CallbackState, EpochProgress
+
+
+class PlanCallback(keras.callbacks.Callback):
+    """A callback that sets a `zoo.DynamicModel`'s training plan as it goes.
+
+    As training begins it opens its window of `model.training_state`
+    (`self.state`, where its progress survives `BackupAndRestore`) and its
+    epoch progress (`self.progress`); as training ends it puts back the
+    default plan, ratio 1.0 alone, so that a later `fit` without it trains
+    plainly. Subclasses name their window (`state_window`, a key of
+    `callbacks.state.WINDOWS`), so their own subclasses keep it, and call
+    `super()` in `on_train_begin` and `on_train_end`.
+
+    Args:
+        seed: seed of the callback's random draws (`step_rng`).
+
+    Example:
+    >>> class Widest(PlanCallback):
+    ...     state_window = "SubnetSampler"
+    ...     def on_train_batch_begin(self, batch, logs=None):
+    ...         self.model.set_training_plan([1.0, 0.25])
+    """
+
+    state_window = None
+
+    def __init__(self, seed=0):
+        super().__init__()
+        self.seed = int(seed)
+
+    def step_rng(self, step):
+        """The generator of step `step`'s draws: resumable without saving its state."""
+        return np.random.default_rng([self.seed, int(step)])
+
+    def on_train_begin(self, logs=None):
+        self.state = CallbackState(self.model, self.state_window)
+        self.progress = EpochProgress(self.model, self.state_window)
+
+    def on_train_end(self, logs=None):
+        self.model.set_training_plan([1.0])
