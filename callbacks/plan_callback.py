@@ -13,18 +13,18 @@ class PlanCallback(keras.callbacks.Callback):
     (`self.state`, where its progress survives `BackupAndRestore`) and its
     epoch progress (`self.progress`); as training ends it puts back the
     default plan, ratio 1.0 alone, so that a later `fit` without it trains
-    plainly. Subclasses name their window (`state_window`, a key of
-    `callbacks.state.WINDOWS`), so their own subclasses keep it, and call
-    `super()` in `on_train_begin` and `on_train_end`.
+    plainly. Each of `ProfileScheduler`, `SubnetSampler` and
+    `TaskwiseEarlyStopping` names its window (`state_window`, a key of
+    `callbacks.state.WINDOWS`), so a subclass of one keeps it; overrides of
+    `on_train_begin` and `on_train_end` call `super()`.
 
     Args:
         seed: seed of the callback's random draws (`step_rng`).
 
     Example:
-    >>> class Widest(PlanCallback):
-    ...     state_window = "SubnetSampler"
-    ...     def on_train_batch_begin(self, batch, logs=None):
-    ...         self.model.set_training_plan([1.0, 0.25])
+    >>> class WidestAndNarrowest(callbacks.SubnetSampler):  # keeps the sampler's window
+    ...     def sample(self, step):
+    ...         return [self.high, self.low]
     """
 
     state_window = None

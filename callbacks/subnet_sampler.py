@@ -160,9 +160,6 @@ class SubnetSampler(PlanCallback):
         if self.per == "batch":
             self._apply()
 
-    def on_train_end(self, logs=None):
-        super().on_train_end(logs)
-
     def on_epoch_begin(self, epoch, logs=None):
         begun = self.progress.begun
         if self.progress.epoch_begin(self.params):

@@ -204,11 +204,11 @@ class DynamicModel(keras.Model):
 
     # -- inference -------------------------------------------------------------
 
-    def serving_signature(self, images_dtype="float32"):
+    def serving_signature(self):
         """The input of an exported model: `{"images": (batch, *image_shape),
-        "compute_ratio": (batch,) float32}`, a ratio per image."""
+        "compute_ratio": (batch,)}`, both float32, a ratio per image."""
         return {
-            "images": keras.InputSpec(shape=(None, *self.image_shape), dtype=images_dtype),
+            "images": keras.InputSpec(shape=(None, *self.image_shape), dtype="float32"),
             "compute_ratio": keras.InputSpec(shape=(None,), dtype="float32"),
         }
 
