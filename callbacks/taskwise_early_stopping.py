@@ -88,32 +88,17 @@ class TaskwiseEarlyStopping(PlanCallback):
     ):
         super().__init__(seed)
         self.ratios = check_ratio_list(ratios)
-        if len(self.ratios) > MAX_TASKS:
-            raise ValueError(f"At most {MAX_TASKS} tasks; got {len(self.ratios)}.")
-        if validation_data is None:
-            raise ValueError("`validation_data` is required: rounds end by measuring it.")
-        if not 0.0 <= alpha < 1.0:
-            raise ValueError(f"`alpha` must be in [0, 1); got {alpha}.")
-        if aggregation not in ("exponential", "sum"):
-            raise ValueError(f"`aggregation` must be 'exponential' or 'sum'; got {aggregation!r}.")
-        if order not in ("descending", "random"):
-            raise ValueError(f"`order` must be 'descending' or 'random'; got {order!r}.")
-        if int(patience) < 1:
-            raise ValueError(f"`patience` must be at least 1; got {patience}.")
-        if steps_per_round is not None and int(steps_per_round) < 1:
-            raise ValueError(f"`steps_per_round` must be at least 1; got {steps_per_round}.")
-        if max_rounds_per_task is not None:
-            if int(max_rounds_per_task) < 1:
-                raise ValueError(
-                    f"`max_rounds_per_task` must be at least 1; got {max_rounds_per_task}."
-                )
-            if order != "descending":
-                raise ValueError(
-                    "`max_rounds_per_task` applies to order='descending' only; "
-                    "with order='random' tasks end by `patience` alone."
-                )
-            max_rounds_per_task = int(max_rounds_per_task)
-        self.max_rounds_per_task = max_rounds_per_task
+        _check_arguments(
+            num_tasks=len(self.ratios),
+            validation_data=validation_data,
+            patience=patience,
+            alpha=alpha,
+            aggregation=aggregation,
+            order=order,
+            steps_per_round=steps_per_round,
+            max_rounds_per_task=max_rounds_per_task,
+            profile_learning_rate_factor=profile_learning_rate_factor,
+        )
         self.validation_data = validation_data
         self.patience = int(patience)
         self.alpha = float(alpha)
@@ -122,11 +107,8 @@ class TaskwiseEarlyStopping(PlanCallback):
         self.distribution = self._check_distribution(distribution, ratios)
         self.steps_per_round = steps_per_round
         self.min_delta = float(min_delta)
+        self.max_rounds_per_task = None if max_rounds_per_task is None else int(max_rounds_per_task)
         self.alternate_profile = bool(alternate_profile)
-        if not float(profile_learning_rate_factor) > 0:
-            raise ValueError(
-                f"`profile_learning_rate_factor` must be positive; got {profile_learning_rate_factor}."
-            )
         self.profile_learning_rate_factor = float(profile_learning_rate_factor)
         self.verbose = verbose
 
@@ -304,3 +286,46 @@ class TaskwiseEarlyStopping(PlanCallback):
     def _log(self, message):
         if self.verbose:
             print(f"TaskwiseEarlyStopping: {message}")
+
+
+def _check_arguments(
+    *,
+    num_tasks,
+    validation_data,
+    patience,
+    alpha,
+    aggregation,
+    order,
+    steps_per_round,
+    max_rounds_per_task,
+    profile_learning_rate_factor,
+):
+    """Raises a `ValueError` naming the first argument out of its range."""
+    if num_tasks > MAX_TASKS:
+        raise ValueError(f"At most {MAX_TASKS} tasks; got {num_tasks}.")
+    if validation_data is None:
+        raise ValueError("`validation_data` is required: rounds end by measuring it.")
+    if not 0.0 <= alpha < 1.0:
+        raise ValueError(f"`alpha` must be in [0, 1); got {alpha}.")
+    if aggregation not in ("exponential", "sum"):
+        raise ValueError(f"`aggregation` must be 'exponential' or 'sum'; got {aggregation!r}.")
+    if order not in ("descending", "random"):
+        raise ValueError(f"`order` must be 'descending' or 'random'; got {order!r}.")
+    if int(patience) < 1:
+        raise ValueError(f"`patience` must be at least 1; got {patience}.")
+    if steps_per_round is not None and int(steps_per_round) < 1:
+        raise ValueError(f"`steps_per_round` must be at least 1; got {steps_per_round}.")
+    if max_rounds_per_task is not None:
+        if int(max_rounds_per_task) < 1:
+            raise ValueError(
+                f"`max_rounds_per_task` must be at least 1; got {max_rounds_per_task}."
+            )
+        if order != "descending":
+            raise ValueError(
+                "`max_rounds_per_task` applies to order='descending' only; "
+                "with order='random' tasks end by `patience` alone."
+            )
+    if not float(profile_learning_rate_factor) > 0:
+        raise ValueError(
+            f"`profile_learning_rate_factor` must be positive; got {profile_learning_rate_factor}."
+        )

@@ -69,10 +69,7 @@ class LCNetResNet20(DynamicModel):
         name="lcnet_resnet20",
         **kwargs,
     ):
-        for argument in ("profile", "width", "channel_multiple", "profile_boundaries"):
-            if kwargs.get(argument) not in (None, 1, 1.0, "uniform", ()):
-                raise ValueError(f"LC-Net gates channels per input; it takes no `{argument}`.")
-            kwargs.pop(argument, None)
+        _refuse_width_arguments(kwargs)
         super().__init__(input_shape=input_shape, num_classes=num_classes, name=name, **kwargs)
         self.blocks_per_stage = int(blocks_per_stage)
         self.budget_weight = float(budget_weight)
@@ -83,38 +80,7 @@ class LCNetResNet20(DynamicModel):
             16, 3, padding="same", use_bias=False, name="stem_conv"
         )
         self.stem_bn = self._batch_norm("stem_bn")
-        self.blocks = []
-        height, width = self.image_shape[:2]
-        channels_in = 16
-        for stage, filters in enumerate((16, 32, 64)):
-            for index in range(self.blocks_per_stage):
-                strides = 2 if stage > 0 and index == 0 else 1
-                height, width = -(-height // strides), -(-width // strides)
-                name_ = f"stage{stage}_block{index}"
-                self.blocks.append(
-                    {
-                        "conv1": keras.layers.Conv2D(
-                            filters, 3, strides, "same", use_bias=False, name=f"{name_}_conv1"
-                        ),
-                        "bn1": self._batch_norm(f"{name_}_bn1"),
-                        "conv2": keras.layers.Conv2D(
-                            filters, 3, 1, "same", use_bias=False, name=f"{name_}_conv2"
-                        ),
-                        "bn2": self._batch_norm(f"{name_}_bn2"),
-                        "gate": BlockGate(
-                            filters,
-                            hidden=self.gate_hidden,
-                            channel_gating=channel_gating,
-                            name=f"{name_}_gate",
-                        ),
-                        "strides": strides,
-                        "channels_in": channels_in,
-                        "channels": filters,
-                        # Multiply-adds per kept inner channel: its filter in conv1, its input slice in conv2.
-                        "channel_cost": height * width * 9 * (channels_in + filters),
-                    }
-                )
-                channels_in = filters
+        self.blocks = self._residual_blocks()
         self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
         self.classifier = keras.layers.Dense(num_classes, name="classifier")
         self.budget_offsets = self.add_weight(
@@ -123,19 +89,60 @@ class LCNetResNet20(DynamicModel):
             initializer="zeros",
             trainable=False,
         )
-        gates = sum(
-            gate_cost(b["channels_in"], self.gate_hidden, b["channels"], channel_gating)
-            for b in self.blocks
-        )
-        self.fixed_cost = (
-            math.prod(self.image_shape[:2]) * 9 * self.image_shape[-1] * 16
-            + 64 * num_classes
-            + gates
-        )
+        self.fixed_cost = self._fixed_cost()
         self.backbone_cost = self.fixed_cost + sum(
             b["channel_cost"] * b["channels"] for b in self.blocks
         )
         self.build()
+
+    def _residual_blocks(self):
+        """Each block's layers, gate, shape and cost per kept inner channel."""
+        blocks = []
+        height, width = self.image_shape[:2]
+        channels_in = 16
+        for stage, filters in enumerate((16, 32, 64)):
+            for index in range(self.blocks_per_stage):
+                strides = 2 if stage > 0 and index == 0 else 1
+                height, width = -(-height // strides), -(-width // strides)
+                blocks.append(
+                    self._residual_block(
+                        f"stage{stage}_block{index}", channels_in, filters, strides
+                    )
+                )
+                # Multiply-adds per kept inner channel: its filter in conv1, its input slice in conv2.
+                blocks[-1]["channel_cost"] = height * width * 9 * (channels_in + filters)
+                channels_in = filters
+        return blocks
+
+    def _residual_block(self, name, channels_in, filters, strides):
+        return {
+            "conv1": keras.layers.Conv2D(
+                filters, 3, strides, "same", use_bias=False, name=f"{name}_conv1"
+            ),
+            "bn1": self._batch_norm(f"{name}_bn1"),
+            "conv2": keras.layers.Conv2D(
+                filters, 3, 1, "same", use_bias=False, name=f"{name}_conv2"
+            ),
+            "bn2": self._batch_norm(f"{name}_bn2"),
+            "gate": BlockGate(
+                filters,
+                hidden=self.gate_hidden,
+                channel_gating=self.channel_gating,
+                name=f"{name}_gate",
+            ),
+            "strides": strides,
+            "channels_in": channels_in,
+            "channels": filters,
+        }
+
+    def _fixed_cost(self):
+        """Multiply-adds that run whatever the gates decide: stem, classifier, gates."""
+        gates = sum(
+            gate_cost(b["channels_in"], self.gate_hidden, b["channels"], self.channel_gating)
+            for b in self.blocks
+        )
+        stem = math.prod(self.image_shape[:2]) * 9 * self.image_shape[-1] * 16
+        return stem + 64 * self.classifier.units + gates
 
     def build(self, input_shape=None):
         if self.built:
@@ -386,3 +393,11 @@ def _straight_through(logits):
     probability = tf.sigmoid(logits)
     hard = tf.cast(probability > 0.5, probability.dtype)
     return probability + tf.stop_gradient(hard - probability)
+
+
+def _refuse_width_arguments(kwargs):
+    """Drops the width arguments of `DynamicModel`, refusing any that is set."""
+    for argument in ("profile", "width", "channel_multiple", "profile_boundaries"):
+        if kwargs.get(argument) not in (None, 1, 1.0, "uniform", ()):
+            raise ValueError(f"LC-Net gates channels per input; it takes no `{argument}`.")
+        kwargs.pop(argument, None)
