@@ -29,8 +29,9 @@ Methods (see `METHODS`):
   evaluated instead of training it again.
 - `sandwich_points`: the sandwich rule training every operating point at
   every step (the ratios above, drawn without replacement), as slimmable
-  networks train their fixed widths; about 1.5 times the cost of
-  `sandwich` per step (9.5 min an epoch for mobilenet, against 6.5).
+  networks train their fixed widths; on mobilenet 1.3 times the training
+  time of `sandwich_middle_points` (5,911 s against 4,459 s, the rows'
+  `seconds` in results/cifar10.json).
 - `sandwich_middle_points`: the sandwich rule with its one random middle
   ratio drawn from the inner operating points (0.5 and 0.75 of the four
   above) instead of the continuous range, so each middle width, where the
@@ -71,9 +72,8 @@ from zoo import paths, presets  # noqa: E402
 from zoo.recipes import calibrate_after_training  # noqa: E402
 
 RATIOS = [0.25, 0.5, 0.75, 1.0]
-# Epochs per model: what this 2-core CPU affords (a 3-ratio sandwich epoch
-# takes about 9.5 min for resnet20, 10.5 to 13 for vgg16 at half width,
-# 6.5 to 7.5 for mobilenet, alone on the CPU).
+# Epochs per model: what this 2-core CPU affords (each row's `seconds`, and
+# for runs timed epoch by epoch its `epoch_seconds`, in results/cifar10.json).
 # Weight decay: see the module docstring.
 ARCHITECTURES = {
     "resnet20": {"ratios": RATIOS, "arguments": {}, "epochs": 30, "weight_decay": 5e-3},
@@ -133,7 +133,8 @@ METHODS = {
 }
 # How batch norm was calibrated after training; results of another
 # calibration are stale and recomputed. Before it, calibration used the clean
-# training images, which cost the presets 1.0 to 7.2 points.
+# training images, which cost the presets as first published 1.0 to 7.2
+# points (`accuracy` in zoo/presets.json before and after commit bb6e643).
 CALIBRATION = "augmented training pipeline"
 STALE_CALIBRATION = "†"
 STALE_RECIPE = "‡"
@@ -189,13 +190,14 @@ def checkpoint_dir(architecture, arguments, recipe, seed):
 
 def train(architecture, arguments, recipe, data, seed=0):
     """Trains a model once, then calibrates its batch norm; returns it and
-    its training time in seconds.
+    its training record (seconds, epochs, each epoch's seconds:
+    `benchmarks.training_clock.TrainingClock`).
 
     The trained weights (and the time) are kept beside the checkpoint, so
     that a later run redoes calibration and evaluation without training.
     """
     train_data, validation, _ = data
-    model, seconds = cached_training(
+    model, training = cached_training(
         checkpoint_dir(architecture, arguments, recipe, seed),
         lambda: zoo.build(architecture, **arguments),
         recipe,
@@ -204,7 +206,22 @@ def train(architecture, arguments, recipe, data, seed=0):
         seed,
     )
     calibrate_after_training(model, train_data, recipe, seed)
-    return model, seconds
+    return model, training
+
+
+def timing(training):
+    """A result's training time: seconds in all, and, where they were timed,
+    the epochs trained (fewer than the recipe's when early stopping ended
+    the run) and each epoch's wall-clock and CPU seconds."""
+    if training is None:
+        return {"seconds": None}
+    result = {"seconds": training["seconds"]}
+    if training.get("epochs"):
+        result["epochs_trained"] = training["epochs"]
+    for key in ("epoch_seconds", "epoch_cpu_seconds"):
+        if training.get(key):
+            result[key] = training[key]
+    return result
 
 
 def published_preset(architecture, arguments, recipe):
@@ -225,14 +242,14 @@ def run_single_model(architecture, name, data, quick):
     ratios = ARCHITECTURES[architecture]["ratios"]
     source = None if quick else published_preset(architecture, arguments, recipe)
     if source:
-        model, seconds = zoo.load(source, pretrained=True), None
+        model, training = zoo.load(source, pretrained=True), None
     else:
-        model, seconds = train(architecture, arguments, recipe, data)
+        model, training = train(architecture, arguments, recipe, data)
     accuracy = zoo.evaluate_ratios(model, data[2], ratios, batch_size=500)
     return {
         "accuracy": {f"{r:.2f}": 100.0 * accuracy[r] for r in ratios},
         "mult_adds": {f"{r:.2f}": zoo.cost(model, r)["flops"] for r in ratios},
-        "seconds": seconds,
+        **timing(training),
         "source": f"preset {source}" if source else "trained by this script",
         "calibration": CALIBRATION,
         "recipe": recipe,
@@ -268,11 +285,11 @@ def individual_network(architecture, ratio, recipe, data, quick, force):
     network = entry.get("individual_networks", {}).get(key)
     if network and not staleness(network, recipe) and not (quick or force):
         return network
-    model, seconds = train(architecture, arguments, recipe, data)
+    model, training = train(architecture, arguments, recipe, data)
     network = {
         "accuracy": 100.0 * zoo.evaluate_ratios(model, data[2], [1.0], batch_size=500)[1.0],
         "mult_adds": zoo.cost(model, 1.0)["flops"],
-        "seconds": seconds,
+        **timing(training),
         "calibration": CALIBRATION,
         "recipe": recipe,
     }
@@ -332,7 +349,8 @@ def vgg16_checks(architecture, singles):
 
 FOOTNOTES = {
     STALE_CALIBRATION: "Batch norm calibrated on the clean training images, not on the augmented "
-    "training pipeline: recalibrating the presets that way gained them 1.0 to 7.2 points, "
+    "training pipeline: recalibrating the presets as first published that way gained them "
+    "1.0 to 7.2 points (`zoo/presets.json` before and after commit `bb6e643`), "
     "so these rows understate their method until they are trained again.",
     STALE_RECIPE: "Trained with another recipe than the method's current one (the row's "
     "`recipe` in `cifar10.json` gives it): not in the same setup as the other rows until "

@@ -22,26 +22,30 @@ def cached_training(checkpoint, build, recipe, train, validation, seed=0):
 
     The training checkpoints in the folder `checkpoint` (resumed after an
     interruption); once it ends, the weights without optimizer state go to
-    `<checkpoint>.weights.h5` and the training time to `<checkpoint>.json`.
+    `<checkpoint>.weights.h5` and the training record to `<checkpoint>.json`.
     Both are written atomically, the `.json` first, so the weights file,
-    once there, always has its time beside it.
+    once there, always has its record beside it.
 
     Returns:
-        The model and its training time in seconds.
+        The model and its training record: `TrainingClock.record`, the
+        seconds trained, epochs done and each epoch's seconds (a record
+        kept before epochs were timed has the seconds only).
     """
     trained = checkpoint + ".weights.h5"
-    record = checkpoint + ".json"
+    path = checkpoint + ".json"
     keras.utils.set_random_seed(seed)
     model = build()
     if os.path.exists(trained):
         model.load_weights(trained)
-        with open(record) as file:
-            return model, json.load(file)["train_seconds"]
+        with open(path) as file:
+            record = json.load(file)
+        return model, {"seconds": record.pop("train_seconds"), **record}
     clock = TrainingClock(os.path.join(checkpoint, "train_seconds.json"))
     train_recipe(model, recipe, train, validation, checkpoint, seed, verbose=2, callbacks=[clock])
-    atomic_files.write_json(record, {"train_seconds": clock.seconds})
+    record = dict(clock.record)
+    atomic_files.write_json(path, {"train_seconds": record.pop("seconds"), **record})
     save_weights_without_optimizer(model, trained)
-    return model, clock.seconds
+    return model, clock.record
 
 
 def machine():

@@ -49,9 +49,9 @@ def train_for(architecture, ratio, epochs, data):
     `ratio` trained for `epochs` in the benchmark's setup."""
     recipe = recipe_for(architecture, epochs)
     arguments = cifar10.arguments_for(architecture, "individual", ratio)
-    model, seconds = cifar10.train(architecture, arguments, recipe, data)
+    model, training = cifar10.train(architecture, arguments, recipe, data)
     accuracy = zoo.evaluate_ratios(model, data[2], [1.0], batch_size=500)[1.0]
-    return {"accuracy": 100.0 * accuracy, "seconds": seconds, "recipe": recipe}
+    return {"accuracy": 100.0 * accuracy, **cifar10.timing(training), "recipe": recipe}
 
 
 def benchmark_run(architecture, ratio, epochs):

@@ -127,20 +127,55 @@ def test_training_clock_counts_on_from_an_interrupted_run(tmp_path):
     path = tmp_path / "train_seconds.json"
     first = TrainingClock(str(path))
     first.on_train_begin()
+    first.on_epoch_begin(0)
     first.on_epoch_end(0)
-    assert json.loads(path.read_text())["epochs"] == 1
+    record = json.loads(path.read_text())
+    assert record["epochs"] == 1 and set(record["epoch_seconds"]) == {"1"}
 
-    path.write_text(json.dumps({"seconds": 100.0, "epochs": 3}))  # as if 3 epochs took 100 s
+    # A record written before epochs were timed: 3 epochs took 100 s.
+    path.write_text(json.dumps({"seconds": 100.0, "epochs": 3}))
     resumed = TrainingClock(str(path))
     resumed.on_train_begin()
+    resumed.on_epoch_begin(3)
+    sum(range(10**6))  # some CPU work in the epoch
     resumed.on_epoch_end(3)
     resumed.on_train_end()
     assert 100.0 < resumed.seconds < 150.0
-    assert json.loads(path.read_text()) == {
-        "seconds": pytest.approx(resumed.seconds, abs=1.0),
-        "epochs": 4,
-    }
+    record = json.loads(path.read_text())
+    assert record["seconds"] == pytest.approx(resumed.seconds, abs=1.0)
+    assert record["epochs"] == 4
+    assert set(record["epoch_seconds"]) == set(record["epoch_cpu_seconds"]) == {"4"}
+    assert record["epoch_seconds"]["4"] < 50.0
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_cached_training_keeps_the_record_beside_the_weights(tmp_path, data):
+    from benchmarks.common import cached_training
+
+    recipe = {"method": "idp", "epochs": 2, "batch_size": 32, "learning_rate": 0.01}
+    build = lambda: zoo.build("mlp", input_shape=(8, 8, 1), num_classes=10, hidden_units=(16,))
+    checkpoint = str(tmp_path / "run")
+    _, trained = cached_training(checkpoint, build, recipe, data, data)
+    assert trained["epochs"] == 2 and set(trained["epoch_seconds"]) == {"1", "2"}
+
+    # A later run loads the weights and the record instead of training.
+    _, loaded = cached_training(checkpoint, build, recipe, data, data)
+    assert loaded == trained
+    # Records kept before epochs were timed hold the seconds only.
+    (tmp_path / "run.json").write_text(json.dumps({"train_seconds": 12.0}))
+    assert cached_training(checkpoint, build, recipe, data, data)[1] == {"seconds": 12.0}
+
+
+def test_cifar10_rows_keep_the_epochs_and_their_seconds():
+    cifar10 = importlib.import_module("benchmarks.cifar10")
+    training = {"seconds": 9.0, "epochs": 2, "epoch_seconds": {"1": 4.0, "2": 5.0}}
+    assert cifar10.timing(training) == {
+        "seconds": 9.0,
+        "epochs_trained": 2,
+        "epoch_seconds": {"1": 4.0, "2": 5.0},
+    }
+    assert cifar10.timing({"seconds": 9.0}) == {"seconds": 9.0}
+    assert cifar10.timing(None) == {"seconds": None}
 
 
 def test_cifar10_checkpoints_go_under_zoo_runs_dir_when_set(monkeypatch, tmp_path):
