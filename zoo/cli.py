@@ -1,9 +1,9 @@
 """`python -m zoo`: train or evaluate a zoo model, print a table per ratio.
 
 With no arguments it trains the MLP on the `digits` dataset that
-scikit-learn ships (offline, about a minute) at the ratios 1.0, 0.75, 0.5
-and 0.25 together, then prints accuracy, multiply-adds and measured latency
-at each.
+scikit-learn ships (offline; about a minute on a 2-core CPU, an estimate,
+not benchmarked) at the ratios 1.0, 0.75, 0.5 and 0.25 together, then
+prints accuracy, multiply-adds and measured latency at each.
 """
 
 import argparse
