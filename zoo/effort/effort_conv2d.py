@@ -230,64 +230,74 @@ class EffortConv2D(keras.layers.Layer):
         return tf.matmul(rows, tf.reshape(kernel, [-1, kernel.shape[-1]]))
 
     def _count(self, x, groups, stopped, exact):
-        channels = self.kernel.shape[-2]
-        taps = math.prod(self.kernel_size)
-        height, width = self.output_spatial
-        batch = tf.shape(x)[0]
-        ones = tf.ones([batch])
-        if groups is not None:
-            num_groups = tf.cast(groups[2], "float32")
-            sfma_ops = sfma.overhead(
-                math.prod(self.input_spatial), channels, groups[2], taps * self.filters
-            )
-        else:
-            num_groups = float(channels) * ones
-            sfma_ops = 0.0 * ones
-        if self.spet_margin is None:
-            full_cost, first_cost, rest_cost = 2.0 * taps * num_groups, None, None
-        else:
-            first, rest = self._spet_channels()
-            if groups is not None:
-                first_terms = spet.distinct_groups(groups[1], first)
-                rest_terms = spet.distinct_groups(groups[1], rest) if rest.shape[0] else 0.0 * ones
-            else:
-                first_terms, rest_terms = float(first.shape[0]) * ones, float(rest.shape[0]) * ones
-            first_cost, rest_cost = 2.0 * taps * first_terms, 2.0 * taps * rest_terms
-
-        def neuron_operations(count, continued):
-            """Dot-product and SPET operations of `count` neurons, `continued` past the partial sum."""
-            if first_cost is None:
-                return count * full_cost, 0.0 * ones
-            return count * first_cost + continued * rest_cost, count
-
-        def per_input(mask):
-            return tf.reduce_sum(tf.cast(mask, "float32"), axis=tf.range(1, tf.rank(mask)))
-
+        """Scalar operations per input, by kind: the dot products, SPET's
+        checks, SDSS's decisions and SFMA's grouping."""
+        ones = tf.ones([tf.shape(x)[0]])
+        neuron_operations = self._neuron_operations(groups, ones)
         if exact is None:
-            neurons = float(height * width * self.filters) * ones
-            continued = neurons if stopped is None else neurons - per_input(stopped)
-            dot, spet_ops = neuron_operations(neurons, continued)
-            sdss_ops = 0.0 * ones
+            dot, spet_ops, sdss_ops = self._grid_operations(neuron_operations, stopped, ones)
         else:
-            samples = float(((height + 1) // 2) * ((width + 1) // 2) * self.filters) * ones
-            exact_count = per_input(exact)
-            if stopped is None:
-                continued_samples, continued_exact = samples, exact_count
-            else:
-                continued_samples = samples - per_input(stopped[0])
-                continued_exact = exact_count - per_input(tf.logical_and(exact, stopped[1]))
-            dot_s, spet_s = neuron_operations(samples, continued_samples)
-            dot_e, spet_e = neuron_operations(exact_count, continued_exact)
-            dot, spet_ops = dot_s + dot_e, spet_s + spet_e
-            sdss_ops = float(sdss.decision_operations(height, width) * self.filters) * ones
-        total = dot + spet_ops + sdss_ops + sfma_ops
+            dot, spet_ops, sdss_ops = self._sampled_operations(
+                neuron_operations, stopped, exact, ones
+            )
+        sfma_ops = self._sfma_operations(groups, ones)
         return {
-            "total": total,
+            "total": dot + spet_ops + sdss_ops + sfma_ops,
             "dot_products": dot,
             "spet": spet_ops,
             "sdss": sdss_ops,
             "sfma": sfma_ops,
         }
+
+    def _sfma_operations(self, groups, ones):
+        if groups is None:
+            return 0.0 * ones
+        taps = math.prod(self.kernel_size)
+        channels = self.kernel.shape[-2]
+        return sfma.overhead(
+            math.prod(self.input_spatial), channels, groups[2], taps * self.filters
+        )
+
+    def _neuron_operations(self, groups, ones):
+        """A function giving the dot-product and SPET operations of `count`
+        neurons, `continued` of them past SPET's partial sum."""
+        taps = math.prod(self.kernel_size)
+        if self.spet_margin is None:
+            terms = float(self.kernel.shape[-2]) * ones if groups is None else groups[2]
+            full_cost = 2.0 * taps * tf.cast(terms, "float32")
+            return lambda count, continued: (count * full_cost, 0.0 * ones)
+        first, rest = self._spet_channels()
+        if groups is None:
+            first_terms, rest_terms = float(first.shape[0]) * ones, float(rest.shape[0]) * ones
+        else:
+            first_terms = spet.distinct_groups(groups[1], first)
+            rest_terms = spet.distinct_groups(groups[1], rest) if rest.shape[0] else 0.0 * ones
+        first_cost, rest_cost = 2.0 * taps * first_terms, 2.0 * taps * rest_terms
+        return lambda count, continued: (count * first_cost + continued * rest_cost, count)
+
+    def _grid_operations(self, neuron_operations, stopped, ones):
+        """Every output position computed."""
+        height, width = self.output_spatial
+        neurons = float(height * width * self.filters) * ones
+        continued = neurons if stopped is None else neurons - _per_input(stopped)
+        dot, spet_ops = neuron_operations(neurons, continued)
+        return dot, spet_ops, 0.0 * ones
+
+    def _sampled_operations(self, neuron_operations, stopped, exact, ones):
+        """SDSS: every other position in each direction, then the positions
+        whose neighbours disagree (`exact`)."""
+        height, width = self.output_spatial
+        samples = float(((height + 1) // 2) * ((width + 1) // 2) * self.filters) * ones
+        exact_count = _per_input(exact)
+        if stopped is None:
+            continued_samples, continued_exact = samples, exact_count
+        else:
+            continued_samples = samples - _per_input(stopped[0])
+            continued_exact = exact_count - _per_input(tf.logical_and(exact, stopped[1]))
+        dot_s, spet_s = neuron_operations(samples, continued_samples)
+        dot_e, spet_e = neuron_operations(exact_count, continued_exact)
+        sdss_ops = float(sdss.decision_operations(height, width) * self.filters) * ones
+        return dot_s + dot_e, spet_s + spet_e, sdss_ops
 
     def calibrate(self, inputs):
         """Fixes SPET's channel order and the scales, from layer inputs."""
@@ -319,3 +329,8 @@ class EffortConv2D(keras.layers.Layer):
             }
         )
         return config
+
+
+def _per_input(mask):
+    """How many entries of `mask` are true, per input (the first axis)."""
+    return tf.reduce_sum(tf.cast(mask, "float32"), axis=tf.range(1, tf.rank(mask)))
