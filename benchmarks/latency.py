@@ -31,7 +31,7 @@ import tensorflow as tf  # noqa: E402
 
 import zoo  # noqa: E402
 from benchmarks.common import RESULTS, machine, write_results  # noqa: E402
-from zoo.latency import inference_function, paired_speedup, time_call  # noqa: E402
+from zoo.latency import inference_function, paired_speedup, probe_images, time_call  # noqa: E402
 from zoo.layers import DynamicLayer  # noqa: E402
 from zoo.ratio import RatioContext  # noqa: E402
 
@@ -88,8 +88,7 @@ def benchmark_model(name, kwargs, ratios, batches):
     dynamic, masked = inference_function(model), masked_function(model)
     rows = []
     for batch in batches:
-        rng = np.random.default_rng(0)
-        images = tf.constant(rng.uniform(0, 255, (batch,) + model.image_shape).astype("float32"))
+        images = probe_images(batch, model.image_shape)
         for ratio in ratios:
             subnet = zoo.extract_subnet(model, ratio)
             static = tf.function(lambda x, subnet=subnet: subnet(x, training=False))

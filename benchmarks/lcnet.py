@@ -48,7 +48,7 @@ import zoo  # noqa: E402
 from benchmarks.cifar10 import load_data  # noqa: E402
 from benchmarks.common import RESULTS, cached_training, machine, write_results  # noqa: E402
 from zoo import paths  # noqa: E402
-from zoo.latency import measure_latency, time_call  # noqa: E402
+from zoo.latency import measure_latency, probe_images, time_call  # noqa: E402
 from zoo.presets import get_preset  # noqa: E402
 from zoo.recipes import calibrate_after_training  # noqa: E402
 
@@ -120,9 +120,7 @@ def block_usage(model, images, budget):
 
 def lcnet_latency(model, batch_size, budget):
     forward = tf.function(lambda images, ratio: model.hard_forward(images, ratio)[0])
-    images = tf.constant(
-        np.random.default_rng(0).uniform(0, 255, (batch_size, 32, 32, 3)).astype("float32")
-    )
+    images = probe_images(batch_size, model.image_shape)
     return time_call(forward, images, tf.fill([batch_size], float(budget)), repeats=20)
 
 

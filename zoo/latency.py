@@ -82,11 +82,16 @@ def inference_function(model):
     return forward
 
 
+def probe_images(batch_size, image_shape):
+    """A fixed batch of random images (0 to 255) to time a model on."""
+    shape = (batch_size,) + tuple(image_shape)
+    return tf.constant(np.random.default_rng(0).uniform(0, 255, shape).astype("float32"))
+
+
 def measure_latency(model, ratios, batch_size=1, repeats=30):
     """`{ratio: median seconds}` of the dynamic model at each ratio."""
     forward = inference_function(model)
-    rng = np.random.default_rng(0)
-    images = tf.constant(rng.uniform(0, 255, (batch_size,) + model.image_shape).astype("float32"))
+    images = probe_images(batch_size, model.image_shape)
     return {
         float(r): time_call(forward, images, tf.fill([batch_size], float(r)), repeats=repeats)
         for r in ratios

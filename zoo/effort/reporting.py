@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from zoo.effort.preparation import effort_layer_inputs, effort_layers
 from zoo.effort.tuning import ATTRIBUTES, accuracy
-from zoo.latency import paired_speedup
+from zoo.latency import paired_speedup, probe_images
 
 PARTS = ("dot_products", "spet", "sdss", "sfma")
 
@@ -60,8 +60,7 @@ def operations(model, images, batch_size=250):
 def forward_call(model, batch_size):
     """A function of no arguments: one compiled forward pass at `batch_size`."""
     forward = tf.function(lambda images: model(images, training=False))
-    shape = (batch_size,) + tuple(model.inputs[0].shape[1:])
-    images = tf.constant(np.random.default_rng(0).uniform(0, 255, shape).astype("float32"))
+    images = probe_images(batch_size, model.inputs[0].shape[1:])
     return lambda: forward(images)
 
 
