@@ -73,6 +73,7 @@ def run_model(name, quick, settings, rows):
             "settings": zoo.effort.settings(fast),
             "calibration_images": len(validation[0]),
             "tuning_seconds": seconds,
+            "tuning": fast.effort_tuning,
             **result,
         }
         print(

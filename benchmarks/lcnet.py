@@ -180,6 +180,7 @@ def evaluate_lcnet(model, achieved, uniform, test, references):
                 "max": float(per_input.max()),
             },
             "calibrated_mean_fraction": achieved[budget],
+            "gate_budget": float(model.gate_budget([budget])[0]),
             "uniform_accuracy_at_same_mult_adds": matched,
             "uniform_extrapolated": bool(extrapolated),
             "uniform_fine_tuned_accuracy_at_same_mult_adds": matched_fine_tuned,

@@ -1,3 +1,4 @@
+import json
 import math
 
 import keras
@@ -169,6 +170,12 @@ def test_tuning_respects_the_budget_and_records_its_choices(tuned):
     result = zoo.effort.report(fast, (x, y), batch_sizes=(1,), repeats=2)
     assert result["operations"] < result["dense_operations"]
     assert result["accuracy"] >= result["baseline_accuracy"] - 0.02
+    tuning = json.loads(json.dumps(fast.effort_tuning))  # the benchmark stores it as JSON
+    assert tuning["search"] and set(tuning["tolerances"]) <= set(zoo.effort.tuning.KNOBS)
+    assert set(chosen) <= set(tuning["smallest_candidate_error"])
+    assert all(
+        e >= 0 for errors in tuning["smallest_candidate_error"].values() for e in errors.values()
+    )
 
 
 def test_several_knobs_save_at_least_as_much_as_the_best_one_alone(tuned):

@@ -127,6 +127,13 @@ def test_mean_spent_compute_tracks_the_budget(trained):
         spent = zoo.cost(model, budget, data=x_test)
         assert spent["flops"] / model.backbone_cost == pytest.approx(budget, abs=0.05)
         assert spent["per_input"].std() > 0 or budget == 1.0  # inputs spend differently
+    # The gates read each operating point shifted by its calibrated offset.
+    points = model.operating_points
+    np.testing.assert_allclose(
+        model.gate_budget(points).numpy(),
+        np.clip(np.array(points) + model.budget_offsets.numpy(), 0.01, 1.0),
+        atol=1e-6,
+    )
 
 
 def test_prefix_model_saves_and_loads(tmp_path):

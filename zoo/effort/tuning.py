@@ -79,7 +79,9 @@ def tune(
     Returns:
         The tuned functional `keras.Model` (same inputs and outputs as
         `model`). `settings(model)` lists the chosen thresholds, which are
-        saved with it; `model.effort_tuning` records the search.
+        saved with it; `model.effort_tuning` records the search: the
+        tolerances chosen, each setting tried with its accuracy and drop
+        bound, and each layer's smallest candidate error per knob.
 
     Example:
     >>> fast = zoo.effort.tune(model, (x_val, y_val), max_accuracy_drop=0.005)
@@ -121,6 +123,13 @@ def tune(
         "confidence": confidence,
         "tolerances": tolerances,
         "search": search.history,
+        # Each layer's least error a candidate costs: the finest a tolerance can act on.
+        "smallest_candidate_error": {
+            layer: {
+                knob: min(error for _, error, _ in measured) for knob, measured in knobs.items()
+            }
+            for layer, knobs in options.items()
+        },
     }
     fast.predict_function = None
     return fast

@@ -199,11 +199,16 @@ class LCNetResNet20(DynamicModel):
         extra = block["channels"] - block["channels_in"]
         return tf.pad(x, [[0, 0], [0, 0], [0, 0], [0, extra]]) if extra else x
 
-    def _gates(self, block, x, budget):
+    def gate_budget(self, budget):
+        """The budget the gates read at `budget`: shifted by the calibration
+        (`calibrate_budget`) so that the mean spent fraction meets it."""
         # The calibrated shift runs the gates as at a nearby budget, a
         # behaviour they learned; shifting their logits instead costs accuracy.
-        steered = tf.clip_by_value(budget + self._offset(budget), 0.01, 1.0)
-        return block["gate"](tf.reduce_mean(x, axis=[1, 2]), steered)
+        budget = tf.convert_to_tensor(budget, "float32")
+        return tf.clip_by_value(budget + self._offset(budget), 0.01, 1.0)
+
+    def _gates(self, block, x, budget):
+        return block["gate"](tf.reduce_mean(x, axis=[1, 2]), self.gate_budget(budget))
 
     def soft_forward(self, images, budget, training=True):
         """Training pass: `(logits, spent)`, every block computed, hard gates
