@@ -67,7 +67,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 import zoo  # noqa: E402
-from benchmarks.common import RESULTS, cached_training, machine, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS,
+    cached_training,
+    machine,
+    new_figure,
+    save_figure,
+    write_results,
+)
 from zoo import paths, presets  # noqa: E402
 from zoo.recipes import calibrate_after_training  # noqa: E402
 
@@ -408,13 +415,8 @@ def architecture_table(architecture, methods, quick):
 
 
 def plot(results, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     architectures = list(results["architectures"])
-    figure, axes = plt.subplots(
+    figure, axes = new_figure(
         1, len(architectures), figsize=(6 * len(architectures), 4.5), squeeze=False
     )
     for axis, architecture in zip(axes[0], architectures):
@@ -422,13 +424,14 @@ def plot(results, path):
             flops = [v / 1e6 for v in method["mult_adds"].values()]
             axis.plot(flops, list(method["accuracy"].values()), marker="o", label=name)
         axis.set_xscale("log")
+        axis.minorticks_off()
+        axis.set_xticks(flops, [f"{v:.1f}" for v in flops])
         axis.set_xlabel("multiply-adds (millions)")
         axis.set_ylabel("test accuracy (%)")
         axis.set_title(f"CIFAR-10 {architecture}")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    save_figure(figure, path)
 
 
 def stored_results(name):

@@ -48,6 +48,25 @@ def cached_training(checkpoint, build, recipe, train, validation, seed=0):
     return model, clock.record
 
 
+def new_figure(*args, **kwargs):
+    """`plt.subplots(*args, **kwargs)`, drawn without a display."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
+
+
+def save_figure(figure, path):
+    """Writes `figure` as the benchmark plots are written, then closes it."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def machine():
     return {
         "cpu_count": os.cpu_count(),

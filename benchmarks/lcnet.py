@@ -46,7 +46,14 @@ import tensorflow as tf  # noqa: E402
 
 import zoo  # noqa: E402
 from benchmarks.cifar10 import load_data  # noqa: E402
-from benchmarks.common import RESULTS, cached_training, machine, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS,
+    cached_training,
+    machine,
+    new_figure,
+    save_figure,
+    write_results,
+)
 from zoo import paths  # noqa: E402
 from zoo.latency import measure_latency, probe_images, time_call  # noqa: E402
 from zoo.presets import get_preset  # noqa: E402
@@ -314,12 +321,7 @@ def target_check(results):
 
 
 def plot(results, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = new_figure(figsize=(6, 4))
     uniform = results["uniform_points"]
     axis.plot(
         [p["mult_adds"] / 1e6 for p in uniform],
@@ -348,8 +350,7 @@ def plot(results, path):
     axis.set_ylabel("test accuracy (%)")
     axis.grid(alpha=0.3)
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    save_figure(figure, path)
 
 
 def main():

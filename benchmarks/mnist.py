@@ -33,7 +33,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import zoo  # noqa: E402
-from benchmarks.common import RESULTS, machine, write_results  # noqa: E402
+from benchmarks.common import RESULTS, machine, new_figure, save_figure, write_results  # noqa: E402
 from zoo.recipes import train_recipe  # noqa: E402
 
 RATIOS = [round(0.10 + 0.05 * i, 2) for i in range(19)]
@@ -244,12 +244,7 @@ def target_check(results):
 
 
 def plot(results, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(8, 5))
+    figure, axis = new_figure(figsize=(8, 5))
     for name, method in results["methods"].items():
         ratios = [float(r) for r in method["accuracy"]]
         axis.plot(
@@ -264,8 +259,7 @@ def plot(results, path):
     axis.set_title("MNIST MLP 784-100-100-10: accuracy against compute ratio")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    save_figure(figure, path)
 
 
 def main():
