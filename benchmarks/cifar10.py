@@ -219,7 +219,8 @@ def train(architecture, arguments, recipe, data, seed=0):
 def timing(training):
     """A result's training time: seconds in all, and, where they were timed,
     the epochs trained (fewer than the recipe's when early stopping ended
-    the run) and each epoch's wall-clock and CPU seconds."""
+    the run) and each timed epoch's wall-clock and CPU seconds (a run begun
+    before epochs were timed has its later epochs' only)."""
     if training is None:
         return {"seconds": None}
     result = {"seconds": training["seconds"]}
@@ -425,7 +426,9 @@ def plot(results, path):
             axis.plot(flops, list(method["accuracy"].values()), marker="o", label=name)
         axis.set_xscale("log")
         axis.minorticks_off()
-        axis.set_xticks(flops, [f"{v:.1f}" for v in flops])
+        methods = results["architectures"][architecture]["methods"].values()
+        ticks = sorted({v / 1e6 for method in methods for v in method["mult_adds"].values()})
+        axis.set_xticks(ticks, [f"{v:.1f}" for v in ticks])
         axis.set_xlabel("multiply-adds (millions)")
         axis.set_ylabel("test accuracy (%)")
         axis.set_title(f"CIFAR-10 {architecture}")

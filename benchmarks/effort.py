@@ -8,7 +8,10 @@ images, must be within half a point), once per knob alone and once with
 all three, at compute ratio 1.0. Then on the test set: scalar operations
 per input (mean, and the reduction against the unmodified network),
 accuracy against the unmodified network, and the latency of one compiled
-forward pass at batch 1 and 64 on this CPU, all in one run.
+forward pass at batch 1 and 64 on this CPU, all in one run. Each row also
+keeps its tuning (`tuning`): the tolerances chosen, every setting tried with
+its validation accuracy and drop bound, and each layer's smallest
+candidate error per knob.
 
 Results go to `benchmarks/results/effort.{json,md}` and the README.
 

@@ -25,8 +25,10 @@ the same mean multiply-adds (linear interpolation of its accuracy against
 multiply-adds between its operating points), and that of the uniform model
 trained `FINE_TUNE_EPOCHS` more epochs by LC-Net's recipe without gates (so
 that both have had the same training); the latency of both at batch 1 and 64
-on this CPU; and what the gates chose: per block, the share of inputs that run
-it and of its inner channels they keep.
+on this CPU; what the gates chose: per block, the share of inputs that run
+it and of its inner channels they keep; and the budget the gates read after
+calibration (`gate_budget`). Training times: each LC-Net's and the
+uniform fine-tuning's (`uniform_fine_tuned_train_seconds`).
 
 Results go to `benchmarks/results/lcnet.{json,md,png}` and the README.
 
@@ -187,7 +189,7 @@ def evaluate_lcnet(model, achieved, uniform, test, references):
                 "max": float(per_input.max()),
             },
             "calibrated_mean_fraction": achieved[budget],
-            "gate_budget": float(model.gate_budget([budget])[0]),
+            "gate_budget": float(model.gate_budget(budget)),
             "uniform_accuracy_at_same_mult_adds": matched,
             "uniform_extrapolated": bool(extrapolated),
             "uniform_fine_tuned_accuracy_at_same_mult_adds": matched_fine_tuned,

@@ -19,8 +19,10 @@ class TrainingClock(keras.callbacks.Callback):
     (`clock.record`) holds the seconds trained (`seconds`), the epochs done
     (`epochs`), and each epoch's wall-clock and process CPU seconds
     (`epoch_seconds`, `epoch_cpu_seconds`, keyed by the epoch's number from
-    1). CPU seconds near the cores' count times the wall-clock ones mean
-    the epoch had the CPU to itself; fewer, that it shared it.
+    1). CPU seconds near the cores' count times the wall-clock ones suggest
+    the epoch had the CPU to itself; fewer, that it shared it. A run resumed
+    from a record kept before epochs were timed has the times of its later
+    epochs only.
 
     Args:
         path: the JSON file holding the record.

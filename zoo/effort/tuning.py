@@ -126,9 +126,10 @@ def tune(
         # Each layer's least error a candidate costs: the finest a tolerance can act on.
         "smallest_candidate_error": {
             layer: {
-                knob: min(error for _, error, _ in measured) for knob, measured in knobs.items()
+                knob: min(error for _, error, _ in measured)
+                for knob, measured in candidates.items()
             }
-            for layer, knobs in options.items()
+            for layer, candidates in options.items()
         },
     }
     fast.predict_function = None

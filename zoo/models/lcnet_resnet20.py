@@ -200,12 +200,20 @@ class LCNetResNet20(DynamicModel):
         return tf.pad(x, [[0, 0], [0, 0], [0, 0], [0, extra]]) if extra else x
 
     def gate_budget(self, budget):
-        """The budget the gates read at `budget`: shifted by the calibration
-        (`calibrate_budget`) so that the mean spent fraction meets it."""
+        """The budget the gates read at `budget` (a number or an array of
+        them): shifted by the calibration (`calibrate_budget`), linearly
+        between operating points, so that the mean spent fraction meets it.
+
+        Example:
+        >>> model.calibrate_budget(x_train[:5000])
+        >>> float(model.gate_budget(0.25))  # 0.227, say: the gates overspend a little
+        """
         # The calibrated shift runs the gates as at a nearby budget, a
         # behaviour they learned; shifting their logits instead costs accuracy.
         budget = tf.convert_to_tensor(budget, "float32")
-        return tf.clip_by_value(budget + self._offset(budget), 0.01, 1.0)
+        flat = tf.reshape(budget, [-1])
+        shifted = tf.clip_by_value(flat + self._offset(flat), 0.01, 1.0)
+        return tf.reshape(shifted, tf.shape(budget))
 
     def _gates(self, block, x, budget):
         return block["gate"](tf.reduce_mean(x, axis=[1, 2]), self.gate_budget(budget))
