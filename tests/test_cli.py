@@ -44,6 +44,13 @@ def test_recalibrate_needs_a_preset():
         cli.main(["train", "--recalibrate"])
 
 
+def test_from_weights_needs_a_preset_and_excludes_recalibrate():
+    with pytest.raises(SystemExit, match="--preset NAME"):
+        cli.main(["train", "--from-weights", "run.weights.h5"])
+    with pytest.raises(SystemExit, match="not both"):
+        cli.main(["train", "--preset", "mlp_mnist", "--recalibrate", "--from-weights", "w.h5"])
+
+
 def test_the_table_gives_lcnet_its_mean_cost_over_the_test_images():
     import zoo
 

@@ -282,3 +282,25 @@ def test_recalibrating_a_preset_publishes_it_again(monkeypatch, tmp_path):
         assert after["accuracy"][ratio] == pytest.approx(accuracy, abs=0.05)
     assert after["held_out"]["split"] == "test[:20%]"
     assert after["held_out"]["accuracy"].keys() == before["accuracy"].keys()
+
+
+def test_weights_trained_elsewhere_are_published_as_the_preset(monkeypatch, tmp_path):
+    from zoo import preset_training
+
+    trained = zoo.build("mlp", num_classes=10, operating_points=[0.1, 0.25, 0.5, 0.75, 1.0])
+    path = str(tmp_path / "run.weights.h5")
+    preset_training.save_weights_without_optimizer(trained, path)
+    published = []
+    monkeypatch.setattr(
+        preset_training, "publish_preset", lambda name, model, *args: published.append(model)
+    )
+    preset_training.publish_trained_weights("mlp_mnist", path)
+    for mine, theirs in zip(published[0].weights, trained.weights):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+    other = str(tmp_path / "other.weights.h5")
+    zoo.build("mlp", num_classes=10, hidden_units=(20, 20)).save_weights(other)
+    with pytest.raises(
+        ValueError, match="other.weights.h5 does not hold weights of preset 'mlp_mnist'"
+    ):
+        preset_training.publish_trained_weights("mlp_mnist", other)

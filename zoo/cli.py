@@ -68,6 +68,12 @@ def make_parser():
         help="with --preset: no training; recalibrate the published weights' batch norm "
         "and publish them again",
     )
+    train.add_argument(
+        "--from-weights",
+        metavar="PATH",
+        help="with --preset: no training; publish these weights, trained elsewhere by the "
+        "preset's recipe (a benchmark run's .weights.h5)",
+    )
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model")
     evaluate.add_argument("model_path", help="a .keras file saved by `train`")
     for command in (train, evaluate):
@@ -80,20 +86,37 @@ def make_parser():
     return parser
 
 
+def reproduce_preset(args):
+    """`train --preset NAME`: train it from its recipe, or publish it again
+    (`--recalibrate`) or from weights trained elsewhere (`--from-weights`)."""
+    from zoo import preset_training
+
+    if args.recalibrate and args.from_weights:
+        raise SystemExit("Give --recalibrate or --from-weights, not both.")
+    if args.recalibrate:
+        return preset_training.recalibrate_preset(
+            args.preset, args.data_dir, args.weights_dir, args.seed
+        )
+    if args.from_weights:
+        return preset_training.publish_trained_weights(
+            args.preset, args.from_weights, args.data_dir, args.weights_dir, args.seed
+        )
+    return preset_training.train_preset(
+        args.preset, args.data_dir, args.weights_dir, args.checkpoint_dir, args.seed
+    )
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = make_parser().parse_args(argv or ["train"])
     keras.utils.set_random_seed(args.seed)
-    if args.command == "train" and args.recalibrate and not args.preset:
-        raise SystemExit("--recalibrate republishes a preset: give it with --preset NAME.")
-    if args.command == "train" and args.preset:
-        from zoo.preset_training import recalibrate_preset, train_preset
-
+    if args.command == "train" and not args.preset:
         if args.recalibrate:
-            return recalibrate_preset(args.preset, args.data_dir, args.weights_dir, args.seed)
-        return train_preset(
-            args.preset, args.data_dir, args.weights_dir, args.checkpoint_dir, args.seed
-        )
+            raise SystemExit("--recalibrate republishes a preset: give it with --preset NAME.")
+        if args.from_weights:
+            raise SystemExit("--from-weights publishes a preset: give it with --preset NAME.")
+    if args.command == "train" and args.preset:
+        return reproduce_preset(args)
     test = datasets.load_arrays(args.dataset, "test", args.data_dir)
     if args.command == "evaluate":
         model = keras.saving.load_model(args.model_path)

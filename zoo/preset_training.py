@@ -54,6 +54,26 @@ def recalibrate_preset(name, data_dir=None, weights_dir=None, seed=0):
     return publish_preset(name, model, data_dir, weights_dir, seed)
 
 
+def publish_trained_weights(name, weights_path, data_dir=None, weights_dir=None, seed=0):
+    """Publishes weights trained elsewhere by preset `name`'s recipe.
+
+    For a training run outside `train_preset`, such as a benchmark's
+    (`benchmarks/runs/<run>.weights.h5`): the weights are loaded into the
+    preset's architecture, then `publish_preset`. The preset's `recipe` in
+    the registry must be the one they were trained by.
+    """
+    preset = presets.get_preset(name)
+    model = build(preset["architecture"], **preset["arguments"])
+    try:
+        model.load_weights(weights_path)
+    except (ValueError, KeyError) as error:
+        raise ValueError(
+            f"{weights_path} does not hold weights of preset {name!r} "
+            f"({preset['architecture']} with {preset['arguments']}): {error}"
+        ) from None
+    return publish_preset(name, model, data_dir, weights_dir, seed)
+
+
 def publish_preset(name, model, data_dir=None, weights_dir=None, seed=0):
     """Calibrates a trained preset's batch norm, measures it and publishes it.
 
