@@ -62,11 +62,11 @@ def publish_trained_weights(name, weights_path, data_dir=None, weights_dir=None,
     preset's architecture, then `publish_preset`. The preset's `recipe` in
     the registry must be the one they were trained by.
     """
-    preset = presets.get_preset(name)
-    model = build(preset["architecture"], **preset["arguments"])
+    model = presets.load(name, pretrained=False)
     try:
         model.load_weights(weights_path)
     except (ValueError, KeyError) as error:
+        preset = presets.get_preset(name)
         raise ValueError(
             f"{weights_path} does not hold weights of preset {name!r} "
             f"({preset['architecture']} with {preset['arguments']}): {error}"

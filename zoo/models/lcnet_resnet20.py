@@ -215,8 +215,9 @@ class LCNetResNet20(DynamicModel):
         shifted = tf.clip_by_value(flat + self._offset(flat), 0.01, 1.0)
         return tf.reshape(shifted, tf.shape(budget))
 
-    def _gates(self, block, x, budget):
-        return block["gate"](tf.reduce_mean(x, axis=[1, 2]), self.gate_budget(budget))
+    @staticmethod
+    def _gates(block, x, gate_budget):
+        return block["gate"](tf.reduce_mean(x, axis=[1, 2]), gate_budget)
 
     def soft_forward(self, images, budget, training=True):
         """Training pass: `(logits, spent)`, every block computed, hard gates
@@ -226,8 +227,9 @@ class LCNetResNet20(DynamicModel):
         point = self.stem_bn.point_index(budget)
         x = self._stem(images, point, training)
         spent = tf.fill(tf.shape(budget), float(self.fixed_cost))
+        gate_budget = self.gate_budget(budget)
         for block in self.blocks:
-            logit, channel_logits, scale = self._gates(block, x, budget)
+            logit, channel_logits, scale = self._gates(block, x, gate_budget)
             run = tf.where(full, 1.0, _straight_through(logit))
             keep = tf.where(full[:, tf.newaxis], 1.0, _straight_through(channel_logits))
             y = tf.nn.relu(block["bn1"](block["conv1"](x), point, training=training))
@@ -246,9 +248,10 @@ class LCNetResNet20(DynamicModel):
         point = self.stem_bn.point_index(budget)
         x = self._stem(images, point, False)
         spent = tf.fill(tf.shape(budget), float(self.fixed_cost))
+        gate_budget = self.gate_budget(budget)
         decisions = []
         for block in self.blocks:
-            logit, channel_logits, scale = self._gates(block, x, budget)
+            logit, channel_logits, scale = self._gates(block, x, gate_budget)
             run = (logit > 0.0) | full
             keep = (channel_logits > 0.0) | full[:, tf.newaxis]
             x = self._run_block(block, x, run, keep, scale, point)
