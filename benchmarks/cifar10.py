@@ -55,6 +55,9 @@ left out of the gap target, and trained again by the next run.
 
 Usage:
     ZOO_DATA_DIR=../shared/data [ZOO_RUNS_DIR=benchmarks/runs] python benchmarks/cifar10.py [--archs resnet20 mobilenet] [--only idp ...] [--quick]
+
+Offline, in a checkout: add ZOO_WEIGHTS_URL=saved_models to load the presets
+from the repository's own saved_models/ instead of downloading them.
 """
 
 import argparse

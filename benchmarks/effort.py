@@ -17,6 +17,9 @@ Results go to `benchmarks/results/effort.{json,md}` and the README.
 
 Usage:
     ZOO_DATA_DIR=../shared/data python benchmarks/effort.py [--models mlp_mnist resnet20_cifar10] [--settings all] [--quick]
+
+Offline, in a checkout: add ZOO_WEIGHTS_URL=saved_models to load the presets
+from the repository's own saved_models/ instead of downloading them.
 """
 
 import argparse

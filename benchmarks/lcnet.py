@@ -34,6 +34,9 @@ Results go to `benchmarks/results/lcnet.{json,md,png}` and the README.
 
 Usage:
     ZOO_DATA_DIR=../shared/data python benchmarks/lcnet.py [--quick] [--report]
+
+Offline, in a checkout: add ZOO_WEIGHTS_URL=saved_models to load the presets
+from the repository's own saved_models/ instead of downloading them.
 """
 
 import argparse
