@@ -429,6 +429,25 @@ class DynamicModel(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x = self._training_images(x)
+        variables = self.trainable_variables
+        with tf.GradientTape() as tape:
+            first_loss, prediction = self._plan_loss(0, x, y, sample_weight)
+            first_loss += sum(self._aggregate_additional_loss(l) for l in self.losses)
+            scaled = self.optimizer.scale_loss(first_loss)
+        gradients = self._dense(tape.gradient(scaled, variables), variables)
+        teacher = tf.stop_gradient(tf.nn.softmax(prediction))
+        gradients, total = self._plan_gradients(
+            (x, y, sample_weight), teacher, gradients, first_loss
+        )
+        gradients = self._mask_frozen_channels(gradients, variables)
+        self._apply_gradients(gradients, variables)
+        self.weights_changed()
+        self._loss_tracker.update_state(total, sample_weight=tf.shape(x)[0])
+        return self.compute_metrics(x, y, prediction, sample_weight=sample_weight)
+
+    @staticmethod
+    def _training_images(x):
         if isinstance(x, dict):
             if "compute_ratio" in x:
                 raise ValueError(
@@ -436,42 +455,38 @@ class DynamicModel(keras.Model):
                     "plan (`set_training_plan`, or a callback) sets the ratios."
                 )
             x = x["images"]
+        return x
+
+    def _plan_loss(self, index, x, y, sample_weight, teacher=None):
+        """The weighted loss of plan entry `index`, distilled from `teacher`'s
+        soft output when given, and the entry's prediction."""
+        prediction, penalty = self._plan_prediction(x, index)
+        loss = self._compile_loss(y, prediction, sample_weight)
+        if teacher is not None:
+            distillation = self._plan_distillation
+            soft = keras.losses.categorical_crossentropy(teacher, prediction, from_logits=True)
+            loss = (1.0 - distillation) * loss + distillation * tf.reduce_mean(soft)
+        # The penalty (a compute budget) holds whatever the labels' weight.
+        return self._plan_weights[index] * (loss + penalty), prediction
+
+    def _plan_gradients(self, batch, teacher, gradients, loss):
+        """Adds the gradients and losses of plan entries 1 and on, each
+        distilled from `teacher`, to entry 0's `gradients` and `loss`."""
         variables = self.trainable_variables
-        distillation = self._plan_distillation
-
-        def plan_loss(index, teacher):
-            prediction, penalty = self._plan_prediction(x, index)
-            loss = self._compile_loss(y, prediction, sample_weight)
-            if teacher is not None:
-                soft = keras.losses.categorical_crossentropy(teacher, prediction, from_logits=True)
-                loss = (1.0 - distillation) * loss + distillation * tf.reduce_mean(soft)
-            # The penalty (a compute budget) holds whatever the labels' weight.
-            return self._plan_weights[index] * (loss + penalty), prediction
-
-        with tf.GradientTape() as tape:
-            first_loss, prediction = plan_loss(0, None)
-            first_loss += sum(self._aggregate_additional_loss(l) for l in self.losses)
-            scaled = self.optimizer.scale_loss(first_loss)
-        gradients = self._dense(tape.gradient(scaled, variables), variables)
-        teacher = tf.stop_gradient(tf.nn.softmax(prediction))
 
         def accumulate(index, gradients, total):
             with tf.GradientTape() as tape:
-                loss, _ = plan_loss(index, teacher)
-                scaled = self.optimizer.scale_loss(loss)
+                entry_loss, _ = self._plan_loss(index, *batch, teacher=teacher)
+                scaled = self.optimizer.scale_loss(entry_loss)
             more = self._dense(tape.gradient(scaled, variables), variables)
-            return index + 1, [g + m for g, m in zip(gradients, more)], total + loss
+            return index + 1, [g + m for g, m in zip(gradients, more)], total + entry_loss
 
         _, gradients, total = tf.while_loop(
             lambda index, *_: index < self._plan_size,
             accumulate,
-            (tf.constant(1), gradients, first_loss),
+            (tf.constant(1), gradients, loss),
         )
-        gradients = self._mask_frozen_channels(gradients, variables)
-        self._apply_gradients(gradients, variables)
-        self.weights_changed()
-        self._loss_tracker.update_state(total, sample_weight=tf.shape(x)[0])
-        return self.compute_metrics(x, y, prediction, sample_weight=sample_weight)
+        return gradients, total
 
     def _plan_prediction(self, x, index):
         """The training prediction at plan entry `index`, and a penalty added
