@@ -46,6 +46,18 @@ class ShardedBackupAndRestore(keras.callbacks.BackupAndRestore):
         self._weights_path = os.path.join(backup_dir, "latest.weights.json")
         self._prev_weights_path = f"{self._weights_path}.bkp"
 
+    def resume_epoch(self):
+        """The epoch a `fit` with this callback starts at: the one after the
+        checkpoint's last finished epoch, or 0 without a checkpoint.
+
+        Known before `fit`, so that a data pipeline keyed by epoch (such as
+        `zoo.recipes.training_dataset`) can start at the same epoch.
+        """
+        if not os.path.exists(self._training_metadata_path):
+            return 0
+        with open(self._training_metadata_path) as file:
+            return int(json.load(file)["epoch"])
+
     def _load_model(self):
         if not os.path.exists(self._weights_path) and os.path.exists(self._unsharded_weights_path):
             self._weights_path, sharded = self._unsharded_weights_path, self._weights_path

@@ -125,3 +125,43 @@ def test_calibration_after_augmented_training_reads_the_augmented_pipeline():
     np.testing.assert_allclose(stem_bn.moving_mean.numpy(), clean, rtol=1e-5)
     # Padded crops bring black borders into the statistics, as in training.
     assert not np.allclose(stem_mean({"augment": True}), clean, atol=1e-3)
+
+
+def _epoch_batches(dataset, epochs, steps):
+    batches = list(dataset.take(epochs * steps))
+    return [batches[e * steps : (e + 1) * steps] for e in range(epochs)]
+
+
+def test_training_batches_are_keyed_by_epoch_not_by_process():
+    x = np.random.default_rng(0).integers(0, 255, (20, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(20, dtype="int32")
+    recipe = {"batch_size": 8}  # three batches an epoch, the last one of 4
+    from_start = _epoch_batches(training_dataset((x, y), recipe, seed=3), 3, 3)
+    resumed = _epoch_batches(training_dataset((x, y), recipe, seed=3, first_epoch=2), 1, 3)
+    assert [len(labels) for _, labels in from_start[2]] == [8, 8, 4]
+    for (images, labels), (again, again_labels) in zip(from_start[2], resumed[0]):
+        np.testing.assert_array_equal(images, again)
+        np.testing.assert_array_equal(labels, again_labels)
+    # A resumed run does not replay epoch 0: each epoch has its own order and crops.
+    first, third = (np.concatenate([i for i, _ in epoch]) for epoch in (from_start[0], resumed[0]))
+    assert not np.array_equal(first, third)
+
+
+def test_an_augmented_run_resumed_in_a_new_fit_ends_as_the_uninterrupted_one(tmp_path):
+    from callbacks import ShardedBackupAndRestore
+
+    x = np.random.default_rng(0).integers(0, 255, (64, 32, 32, 3), dtype=np.uint8)
+    y = (x.mean(axis=(1, 2, 3)) > 127).astype("int32")
+    recipe = {**SGD_COSINE, "method": "idp", "augment": True, "batch_size": 32}
+    build = lambda: zoo.build("resnet20", blocks_per_stage=1, num_classes=2, width=0.25)
+    straight = train_recipe(build(), recipe, (x, y), (x, y), str(tmp_path / "a"), verbose=0)
+
+    run = str(tmp_path / "b")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        train_recipe(build(), recipe, (x, y), (x, y), run, verbose=0, callbacks=[Interrupt(2)])
+    assert ShardedBackupAndRestore(run).resume_epoch() == 2
+    resumed = train_recipe(build(), recipe, (x, y), (x, y), run, verbose=0)
+    assert int(resumed.optimizer.iterations) == 6
+    for a, b in zip(straight.weights, resumed.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    assert ShardedBackupAndRestore(run).resume_epoch() == 0  # checkpoint deleted at the end

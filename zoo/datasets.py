@@ -61,7 +61,11 @@ def load(
         shuffle: shuffle the examples (each epoch anew).
         augment: standard augmentation: random crop after 4-pixel padding,
             plus horizontal flips for `cifar10`; outputs become float32.
-        seed: seed of shuffling and augmentation.
+        seed: seed of shuffling and augmentation. Each iteration of the
+            dataset draws anew, counted from the first in this process: a
+            run resumed in a new process replays the first epochs' draws.
+            For resumable training, `zoo.recipes.training_dataset` keys
+            every epoch's draws by its number.
         drop_remainder: drop the last partial batch.
 
     Example:

@@ -35,7 +35,7 @@ import os
 import keras
 import tensorflow as tf
 
-from zoo.augmentation import augmented
+from zoo.augmentation import augment_image
 from zoo.batchnorm import calibrate_batchnorm
 
 METHODS = ("idp", "idp_multi_profile", "tesla", "r_tesla", "single_path", "sandwich")
@@ -117,14 +117,42 @@ def make_optimizer(recipe, steps_per_epoch):
     return optimizer
 
 
-def training_dataset(train_data, recipe, seed=0):
-    """`(x, y)` arrays as a shuffled, batched, augmented `tf.data.Dataset`."""
+def training_dataset(train_data, recipe, seed=0, first_epoch=0):
+    """`(x, y)` arrays as augmented training batches, epoch `first_epoch` on, without end.
+
+    Each epoch is shuffled, cropped and (for colour images) flipped as a
+    function of `seed` and the epoch's number alone, so a run resumed at
+    epoch `E` in a new process (`keras.callbacks.BackupAndRestore`) trains
+    on the batches the uninterrupted run would have. A per-process random
+    state would replay the first epochs' crops after every resume: crops
+    the network has already fitted. Epochs end on their own last, partial
+    batch, so `fit` reads it with `steps_per_epoch=ceil(len(x) / batch_size)`.
+
+    Example:
+    >>> batches = training_dataset((x, y), {"batch_size": 128}, seed=0, first_epoch=41)
+    >>> model.fit(batches, epochs=64, initial_epoch=41, steps_per_epoch=352)
+    """
     x, y = train_data
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
-        len(x), seed=seed, reshuffle_each_iteration=True
-    )
-    dataset = augmented(dataset, flip=x.shape[-1] == 3, seed=seed)
-    return dataset.batch(recipe.get("batch_size", 128)).prefetch(tf.data.AUTOTUNE)
+    count = len(x)
+    # One element, the whole arrays, handed to every example without a copy.
+    arrays = tf.data.Dataset.from_tensors((x, y)).repeat()
+    flip = x.shape[-1] == 3
+    batch_size = recipe.get("batch_size", 128)
+
+    def epoch_batches(epoch):
+        key = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order = tf.argsort(tf.random.stateless_uniform([count], seed=key))
+
+        def example(index, images_and_labels):
+            images, labels = images_and_labels
+            pair = tf.stack([tf.constant(seed, tf.int64), epoch * count + tf.cast(index, tf.int64)])
+            return augment_image(tf.gather(images, index), flip, pair), tf.gather(labels, index)
+
+        examples = tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(order), arrays)
+        return examples.map(example, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+
+    epochs = tf.data.Dataset.counter(first_epoch).flat_map(epoch_batches)
+    return epochs.prefetch(tf.data.AUTOTUNE)
 
 
 def calibrate_after_training(model, train_data, recipe, seed=0, steps=20):
@@ -169,13 +197,20 @@ def train_recipe(
         metrics=["accuracy"],
     )
     extra = []
+    first_epoch = 0
     if checkpoint_dir:
         os.makedirs(checkpoint_dir, exist_ok=True)
         from callbacks import ShardedBackupAndRestore  # `callbacks` is an argument here
 
-        extra.append(ShardedBackupAndRestore(checkpoint_dir))
+        backup = ShardedBackupAndRestore(checkpoint_dir)
+        first_epoch = backup.resume_epoch()
+        extra.append(backup)
     if recipe.get("augment"):
-        inputs = {"x": training_dataset(train_data, recipe, seed), "shuffle": False}
+        inputs = {
+            "x": training_dataset(train_data, recipe, seed, first_epoch),
+            "steps_per_epoch": steps_per_epoch,
+            "shuffle": False,
+        }
     else:
         inputs = {
             "x": train_data[0],
