@@ -438,7 +438,7 @@ class DynamicModel(keras.Model):
         gradients = self._dense(tape.gradient(scaled, variables), variables)
         teacher = tf.stop_gradient(tf.nn.softmax(prediction))
         gradients, total = self._plan_gradients(
-            (x, y, sample_weight), teacher, gradients, first_loss
+            (x, y, sample_weight), teacher, variables, gradients, first_loss
         )
         gradients = self._mask_frozen_channels(gradients, variables)
         self._apply_gradients(gradients, variables)
@@ -469,10 +469,9 @@ class DynamicModel(keras.Model):
         # The penalty (a compute budget) holds whatever the labels' weight.
         return self._plan_weights[index] * (loss + penalty), prediction
 
-    def _plan_gradients(self, batch, teacher, gradients, loss):
-        """Adds the gradients and losses of plan entries 1 and on, each
-        distilled from `teacher`, to entry 0's `gradients` and `loss`."""
-        variables = self.trainable_variables
+    def _plan_gradients(self, batch, teacher, variables, gradients, loss):
+        """Adds the gradients (for `variables`) and losses of plan entries 1
+        and on, each distilled from `teacher`, to entry 0's `gradients` and `loss`."""
 
         def accumulate(index, gradients, total):
             with tf.GradientTape() as tape:

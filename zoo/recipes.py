@@ -139,13 +139,15 @@ def training_dataset(train_data, recipe, seed=0, first_epoch=0):
     flip = x.shape[-1] == 3
     batch_size = recipe.get("batch_size", 128)
 
+    seed_tensor = tf.constant(seed, tf.int64)
+
     def epoch_batches(epoch):
-        key = tf.stack([tf.constant(seed, tf.int64), epoch])
+        key = tf.stack([seed_tensor, epoch])
         order = tf.argsort(tf.random.stateless_uniform([count], seed=key))
 
         def example(index, images_and_labels):
             images, labels = images_and_labels
-            pair = tf.stack([tf.constant(seed, tf.int64), epoch * count + tf.cast(index, tf.int64)])
+            pair = tf.stack([seed_tensor, epoch * count + tf.cast(index, tf.int64)])
             return augment_image(tf.gather(images, index), flip, pair), tf.gather(labels, index)
 
         examples = tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(order), arrays)
