@@ -40,7 +40,7 @@ def cached_training(checkpoint, build, recipe, train, validation, seed=0):
         with open(path) as file:
             record = json.load(file)
         return model, {"seconds": record.pop("train_seconds"), **record}
-    clock = TrainingClock(os.path.join(checkpoint, "train_seconds.json"))
+    clock = TrainingClock(os.path.join(checkpoint, "train_seconds.json"), len(train[0]))
     train_recipe(model, recipe, train, validation, checkpoint, seed, verbose=2, callbacks=[clock])
     record = dict(clock.record)
     atomic_files.write_json(path, {"train_seconds": record.pop("seconds"), **record})

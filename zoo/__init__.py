@@ -1,6 +1,6 @@
 """A zoo of dynamic-width networks: one model, any compute ratio in (0, 1]."""
 
-from zoo import datasets, effort, layers, profiles, recipes
+from zoo import datasets, effort, layers, losses, profiles, recipes, schedules
 from zoo.batchnorm import calibrate_batchnorm
 from zoo.cost import cost, static_cost
 from zoo.dynamic_model import DynamicModel
@@ -20,12 +20,14 @@ __all__ = [
     "cost",
     "extract_subnet",
     "layers",
+    "losses",
     "list_models",
     "list_presets",
     "load",
     "profiles",
     "recipes",
     "reorder_channels",
+    "schedules",
     "static_cost",
     "width_groups",
 ]

@@ -9,10 +9,14 @@ A recipe is a dict saved in the preset registry, e.g.
 
 Optimization keys (all optional): `"optimizer"` (`"adam"`, the default,
 or `"sgd"`: Nesterov momentum 0.9), `"learning_rate"`, `"schedule"`
-(`"constant"` or `"cosine"`: linear warm-up over `"warmup_epochs"`, then
-cosine decay to zero at the last epoch), `"weight_decay"` (decoupled, on
-kernels only) and `"augment"` (random 4-pixel-shift crops and horizontal
-flips for CIFAR-10, see `zoo.datasets.load`).
+(`"constant"`; `"cosine"`: linear warm-up over `"warmup_epochs"`, then
+cosine decay to zero at the last epoch; `"linear"`: the same warm-up, then
+linear decay to zero, a one-cycle schedule with a long warm-up),
+`"weight_decay"` (decoupled, on kernels only), `"label_smoothing"`,
+`"ema"` (the momentum of an exponential moving average of the weights,
+e.g. 0.999, swapped in when training ends) and `"augment"` (random
+4-pixel-shift crops and horizontal flips for CIFAR-10, see
+`zoo.datasets.load`).
 
 Weight decay is Keras's decoupled one: each step multiplies a kernel by
 `1 - learning_rate * weight_decay`. Under SGD with momentum 0.9 that is
@@ -37,6 +41,8 @@ import tensorflow as tf
 
 from zoo.augmentation import augment_image
 from zoo.batchnorm import calibrate_batchnorm
+from zoo.losses import classification_loss
+from zoo.schedules import LinearWarmupDecay
 
 METHODS = ("idp", "idp_multi_profile", "tesla", "r_tesla", "single_path", "sandwich")
 
@@ -86,31 +92,43 @@ def recipe_callbacks(recipe, validation_data, seed=0):
     ]
 
 
-def make_optimizer(recipe, steps_per_epoch):
-    """The optimizer of `recipe`, with its learning-rate schedule."""
+SCHEDULES = ("constant", "cosine", "linear")
+OPTIMIZERS = ("adam", "sgd")
+
+
+def make_schedule(recipe, steps_per_epoch):
+    """The learning rate of `recipe`: a number or a schedule."""
     learning_rate = recipe.get("learning_rate", 1e-3)
     schedule = recipe.get("schedule", "constant")
-    if schedule == "cosine":
-        total = recipe["epochs"] * steps_per_epoch
-        warmup = int(recipe.get("warmup_epochs", 0) * steps_per_epoch)
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else learning_rate,
-            decay_steps=max(total - warmup, 1),
-            warmup_target=learning_rate if warmup else None,
-            warmup_steps=warmup,
-        )
-    elif schedule != "constant":
-        raise ValueError(f"Unknown schedule {schedule!r}; known: ['constant', 'cosine'].")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"Unknown schedule {schedule!r}; known: {list(SCHEDULES)}.")
+    if schedule == "constant":
+        return learning_rate
+    total = recipe["epochs"] * steps_per_epoch
+    warmup = int(recipe.get("warmup_epochs", 0) * steps_per_epoch)
+    if schedule == "linear":
+        return LinearWarmupDecay(learning_rate, warmup, total)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else learning_rate,
+        decay_steps=max(total - warmup, 1),
+        warmup_target=learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def make_optimizer(recipe, steps_per_epoch):
+    """The optimizer of `recipe`, with its learning-rate schedule."""
+    learning_rate = make_schedule(recipe, steps_per_epoch)
     weight_decay = recipe.get("weight_decay")
     name = recipe.get("optimizer", "adam")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"Unknown optimizer {name!r}; known: {list(OPTIMIZERS)}.")
+    ema = recipe.get("ema")
+    common = {"weight_decay": weight_decay, "use_ema": bool(ema), "ema_momentum": ema or 0.99}
     if name == "adam":
-        optimizer = keras.optimizers.Adam(learning_rate, weight_decay=weight_decay)
-    elif name == "sgd":
-        optimizer = keras.optimizers.SGD(
-            learning_rate, momentum=0.9, nesterov=True, weight_decay=weight_decay
-        )
+        optimizer = keras.optimizers.Adam(learning_rate, **common)
     else:
-        raise ValueError(f"Unknown optimizer {name!r}; known: ['adam', 'sgd'].")
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, **common)
     if weight_decay:
         # Batch-norm scales and offsets, biases and the profile are not decayed.
         optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "profile"])
@@ -195,7 +213,7 @@ def train_recipe(
     steps_per_epoch = math.ceil(len(train_data[0]) / recipe.get("batch_size", 128))
     model.compile(
         optimizer=make_optimizer(recipe, steps_per_epoch),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=classification_loss(recipe.get("label_smoothing", 0.0)),
         metrics=["accuracy"],
     )
     extra = []
