@@ -70,7 +70,7 @@ class OperatingPointLogger(keras.callbacks.Callback):
         """Multiply-adds per ratio; averaged over validation images for a
         model whose cost depends on the input (LC-Net's gates)."""
         data = None
-        if hasattr(self.model, "cost_per_input"):
+        if self.model.cost_depends_on_data:
             if self._cost_images is None:
                 self._cost_images = self._some_validation_images()
             data = self._cost_images
@@ -88,7 +88,7 @@ class OperatingPointLogger(keras.callbacks.Callback):
         return np.asarray(self.validation_data[0][:count])
 
     def on_epoch_end(self, epoch, logs=None):
-        if hasattr(self.model, "cost_per_input"):
+        if self.model.cost_depends_on_data:
             self.mult_adds = self._mult_adds()  # the gates learn
         accuracy, loss = evaluate_ratios(
             self.model, self.validation_data, self.ratios, self.batch_size, return_loss=True

@@ -103,8 +103,10 @@ class EpochProgress:
 
 
 def require_dynamic_model(model, owner):
-    """Raises a clear error unless `model` is a `zoo.DynamicModel`."""
-    if not hasattr(model, "training_state"):
+    """Raises a clear error unless `model` is a zoo model (`zoo.RatioModel`)."""
+    from zoo.ratio_model import RatioModel
+
+    if not isinstance(model, RatioModel):
         raise ValueError(
             f"{owner} needs a zoo.DynamicModel (built with zoo.build); got {type(model).__name__}."
         )

@@ -268,16 +268,18 @@ def test_sampler_rejects_bad_arguments():
     callbacks.SubnetSampler(ratios=[1.0, 0.5], replace=False)
 
 
-def test_sampler_does_not_retrace(data):
+def test_sampler_traces_its_plan_structure_once(data):
     model = mlp(0.01)
     traces = []
     step = model.train_step
-    model.train_step = lambda d: (traces.append(1), step(d))[1]
+    model.train_step = lambda d: (traces.append(model.plan.structure.size), step(d))[1]
     model.fit(*data, batch_size=16, epochs=1, verbose=0)
-    traced = len(traces)
     sampler = callbacks.SubnetSampler(ratio_range=(0.1, 1.0), sandwich=True, num_ratios=3)
     model.fit(*data, batch_size=16, epochs=2, callbacks=[sampler], verbose=0)
-    assert len(traces) == traced
+    traced = len(traces)
+    assert 3 in traces  # the step of a 3-entry plan
+    model.fit(*data, batch_size=16, epochs=2, callbacks=[sampler], verbose=0)
+    assert len(traces) == traced  # new ratios every batch, no new trace
 
 
 # -- OperatingPointLogger --------------------------------------------------------
@@ -503,19 +505,24 @@ def test_profile_schedule_resumes_from_a_mid_epoch_backup(data, tmp_path):
     assert {p["ratios"][0] for p in resumed} == {1.0}
 
 
-def test_freezing_and_update_groups_do_not_retrace(data):
+def test_freezing_does_not_retrace_and_each_update_group_traces_once(data):
     model = adam_mlp(profile=zoo.profiles.Profile("linear", trainable=True))
     model.enable_profile_updates()
     traces = []
     step = model.train_step
-    model.train_step = lambda d: (traces.append(1), step(d))[1]
+    model.train_step = lambda d: (traces.append(model.update_group), step(d))[1]
     model.fit(*data, batch_size=16, epochs=1, verbose=0)
-    traced = len(traces)
-    for ratio, group in ((0.5, "weights"), (0.25, "profile"), (0.0, "all")):
+    for ratio in (0.5, 0.25, 0.0):
         model.freeze_channels(ratio)
+        model.fit(*data, batch_size=16, epochs=1, verbose=0)
+    assert set(traces) == {"all"}
+    for group in ("weights", "profile", "all", "weights", "profile"):
         model.set_update_group(group)
         model.fit(*data, batch_size=16, epochs=1, verbose=0)
-    assert len(traces) == traced
+    traced = {group: traces.count(group) for group in set(traces)}
+    model.set_update_group("weights")
+    model.fit(*data, batch_size=16, epochs=1, verbose=0)
+    assert {group: traces.count(group) for group in set(traces)} == traced
 
 
 # -- TESLA's trainable profile (ATP) ----------------------------------------------
@@ -556,7 +563,7 @@ def test_atp_alternates_weight_and_profile_rounds(data):
     assert changed == [(True, False), (False, True), (True, False)]
     for gamma in model.profile_variables:
         assert np.all(np.diff(gamma.numpy()) <= 0)  # projected to non-increasing
-    assert model._update_group.numpy() == 0  # back to "all" after training
+    assert model.update_group == "all"  # back to "all" after training
 
 
 def test_atp_needs_a_trainable_profile(data):

@@ -4,6 +4,8 @@ from zoo import datasets, effort, layers, losses, profiles, recipes, schedules
 from zoo.batchnorm import calibrate_batchnorm
 from zoo.cost import cost, static_cost
 from zoo.dynamic_model import DynamicModel
+from zoo.ratio_model import RatioModel
+from zoo.training_plan import TrainingPlan
 from zoo.evaluation import evaluate_ratios
 from zoo.models import build, list_models
 from zoo.presets import list_presets, load
@@ -12,6 +14,8 @@ from zoo.width_groups import reorder_channels, width_groups
 
 __all__ = [
     "DynamicModel",
+    "RatioModel",
+    "TrainingPlan",
     "datasets",
     "effort",
     "evaluate_ratios",

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.batches import as_dataset
+from zoo.layer_walk import all_layers
 from zoo.layers.point_statistics import PointStatistics
 
 
@@ -40,7 +41,7 @@ def calibrate_batchnorm(model, data, ratios=None, steps=10, batch_size=256):
             f"Batch norm keeps statistics only at the operating points "
             f"{list(model.operating_points)}; cannot calibrate {unknown}."
         )
-    layers = model._flatten_layers(include_self=False)
+    layers = all_layers(model)
     layers = [layer for layer in layers if isinstance(layer, PointStatistics)]
     if not layers:
         return model

@@ -177,5 +177,5 @@ def print_table(model, test, ratios):
 def mult_adds(model, ratio, images):
     """Multiply-adds per input; for LC-Net, whose cost depends on the input,
     the mean over (at most 1000 of) `images`."""
-    data = images[:1000] if hasattr(model, "cost_per_input") else None
+    data = images[:1000] if model.cost_depends_on_data else None
     return cost(model, ratio, data=data)["flops"]

@@ -23,17 +23,18 @@ KEYS = ("flops", "params", "dot_products")
 
 
 def cost(model, compute_ratio=None, per_layer=False, layer_ratios=None, data=None):
-    """Cost of a `zoo.DynamicModel` at `compute_ratio`.
+    """Cost of a zoo model at `compute_ratio`.
 
     Args:
-        model: a `zoo.DynamicModel`.
+        model: a zoo model (`zoo.RatioModel`): it answers `model.cost`.
         compute_ratio: float in (0, 1]; default 1.0.
         per_layer: also return `"layers"`: each dynamic layer's own counts.
         layer_ratios: a non-uniform sub-net instead: one ratio per width
             group (chain models, see `zoo.width_groups`); not with
             `compute_ratio`.
-        data: images, for models whose cost depends on the input (LC-Net):
-            then the result is the mean over them, with `"per_input"`.
+        data: images, for models whose cost depends on the input (LC-Net,
+            `model.cost_depends_on_data`): then the result is the mean over
+            them, with `"per_input"`.
 
     Returns:
         `{"flops": int, "params": int, "dot_products": int}` (and `"layers"`),
@@ -44,6 +45,13 @@ def cost(model, compute_ratio=None, per_layer=False, layer_ratios=None, data=Non
     >>> zoo.cost(model, compute_ratio=0.5)["flops"]
     >>> zoo.cost(lcnet, compute_ratio=0.5, data=x_test[:1000])["per_input"]
     """
+    from zoo.ratio_model import RatioModel
+
+    if not isinstance(model, RatioModel):
+        raise ValueError(
+            f"`zoo.cost` counts zoo models (built by `zoo.build` or `zoo.load`); got "
+            f"{type(model).__name__}. For a model of standard Keras layers use `zoo.static_cost`."
+        )
     if compute_ratio is not None and layer_ratios is not None:
         raise ValueError(
             "Give `compute_ratio` (one ratio for every layer) or `layer_ratios` "
@@ -51,17 +59,13 @@ def cost(model, compute_ratio=None, per_layer=False, layer_ratios=None, data=Non
         )
     compute_ratio = 1.0 if compute_ratio is None else compute_ratio
     check_ratio(compute_ratio)
-    if hasattr(model, "cost_per_input"):
-        if data is None:
-            raise ValueError(
-                f"{model.name} spends a different cost on each input: pass the inputs as `data=`."
-            )
-        per_input = model.cost_per_input(data, float(compute_ratio))
-        return {
-            "flops": float(per_input.mean()),
-            "per_input": per_input,
-            "backbone_flops": model.backbone_cost,
-        }
+    if model.cost_depends_on_data:
+        return model.cost(float(compute_ratio), data=data)
+    return model.cost(float(compute_ratio), per_layer=per_layer, layer_ratios=layer_ratios)
+
+
+def layer_cost(model, compute_ratio=1.0, per_layer=False, layer_ratios=None):
+    """The counts of a `zoo.DynamicModel`, layer by layer (its `cost`)."""
     if layer_ratios is not None:
         layer_ratios = [float(r) for r in layer_ratios]
         check_ratio(layer_ratios, "layer_ratios")
@@ -70,11 +74,10 @@ def cost(model, compute_ratio=None, per_layer=False, layer_ratios=None, data=Non
                 f"`layer_ratios` needs one ratio per width group: {model.num_width_groups} "
                 f"for {model.name}; got {len(layer_ratios)}."
             )
-        compute_ratio = layer_ratios
     totals = dict.fromkeys(KEYS, 0)
     layers = {}
     for layer in model.dynamic_layers:
-        counts = layer.cost(compute_ratio if layer_ratios is not None else float(compute_ratio))
+        counts = layer.cost(layer_ratios if layer_ratios is not None else float(compute_ratio))
         layers[layer.name] = counts
         for key in KEYS:
             totals[key] += counts[key]

@@ -1,5 +1,9 @@
 """The per-weight state of a Keras optimizer, told apart from its own."""
 
+# Keras names a weight's shadow `<weight path>_<suffix>`; these suffixes
+# (`use_ema`'s moving averages, gradient accumulators) hold values, not momentum.
+VALUE_SUFFIXES = ("_average", "_gradient_accumulator")
+
 
 def optimizer_slots(optimizer, model_variables):
     """The optimizer's variables that shadow one of `model_variables` each.
@@ -25,12 +29,11 @@ def optimizer_slots(optimizer, model_variables):
     ...     slot.assign(keras.ops.zeros_like(slot))
     """
     prefixes = tuple(v.path.replace("/", "_") + "_" for v in model_variables)
-    spared = {
-        id(v)
-        for name in ("_model_variables_moving_average", "_accumulated_gradients")
-        for v in getattr(optimizer, name, None) or []
-    }
-    slots = [v for v in optimizer._variables if id(v) not in spared and v.name.startswith(prefixes)]
+    slots = [
+        v
+        for v in optimizer.variables
+        if v.name.startswith(prefixes) and not v.name.endswith(VALUE_SUFFIXES)
+    ]
     inner = getattr(optimizer, "inner_optimizer", None)
     if inner is not None:
         slots += optimizer_slots(inner, model_variables)

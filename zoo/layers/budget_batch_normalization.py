@@ -28,6 +28,8 @@ class BudgetBatchNormalization(PointStatistics, keras.layers.Layer):
         operating_points: the budgets to keep statistics for (sorted on use).
         momentum: momentum of the moving statistics.
         epsilon: added to the variance.
+        synchronized: batch statistics over the global batch under
+            `tf.distribute`.
         **kwargs: standard layer arguments.
 
     Example:
@@ -35,9 +37,11 @@ class BudgetBatchNormalization(PointStatistics, keras.layers.Layer):
     >>> y = bn(x, point_index=[0, 2])  # first input at budget 0.25, second at 1.0
     """
 
-    def __init__(self, operating_points=(1.0,), momentum=0.99, epsilon=1e-3, **kwargs):
+    def __init__(
+        self, operating_points=(1.0,), momentum=0.99, epsilon=1e-3, synchronized=False, **kwargs
+    ):
         super().__init__(**kwargs)
-        self._init_statistics(operating_points, momentum, epsilon)
+        self._init_statistics(operating_points, momentum, epsilon, synchronized)
 
     def build(self, input_shape):
         self._build_statistics(int(input_shape[-1]))
@@ -55,7 +59,7 @@ class BudgetBatchNormalization(PointStatistics, keras.layers.Layer):
         if training:
             if channels is not None:
                 raise ValueError("Training normalizes every channel; `channels` is for inference.")
-            mean, variance = tf.nn.moments(inputs, axes=list(range(inputs.shape.rank - 1)))
+            mean, variance = self._batch_moments(inputs)
             self._update_statistics(point_index[0], mean, variance)
         else:
             mean, variance = (

@@ -24,6 +24,8 @@ class DynamicBatchNormalization(PointStatistics, DynamicLayer):
         operating_points: ratios to keep statistics for (sorted on use).
         momentum: momentum of the moving statistics.
         epsilon: added to the variance.
+        synchronized: batch statistics over the global batch under
+            `tf.distribute` (Keras's synchronized batch norm).
         **kwargs: `channel_multiple` and standard layer arguments;
             `profile` and `cut_outputs`, which every dynamic layer takes, are
             accepted and ignored (the channels follow the input's).
@@ -38,12 +40,13 @@ class DynamicBatchNormalization(PointStatistics, DynamicLayer):
         operating_points=(1.0,),
         momentum=0.99,
         epsilon=1e-3,
+        synchronized=False,
         **kwargs,
     ):
         kwargs.pop("profile", None)
         kwargs.pop("cut_outputs", None)
         super().__init__(**kwargs)
-        self._init_statistics(operating_points, momentum, epsilon)
+        self._init_statistics(operating_points, momentum, epsilon, synchronized)
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
@@ -56,7 +59,7 @@ class DynamicBatchNormalization(PointStatistics, DynamicLayer):
         n = self.input_width(context, self.input_channels)
         x = inputs[..., :n]
         if training:
-            mean, variance = tf.nn.moments(x, axes=list(range(x.shape.rank - 1)))
+            mean, variance = self._batch_moments(x)
             self._update_statistics(self._point_index(context), mean, variance)
         elif context.is_mixed:
             index = context.sample_point_index(self.operating_points)

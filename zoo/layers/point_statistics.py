@@ -8,7 +8,9 @@ from zoo.ratio import check_operating_points
 class PointStatistics:
     """Mixin for batch norms that keep moving statistics per operating point.
 
-    Holds `operating_points`, `momentum` and `epsilon`, creates `gamma`,
+    Holds `operating_points`, `momentum`, `epsilon` and `synchronized`
+    (batch statistics over the global batch under `tf.distribute`, as
+    Keras's `BatchNormalization(synchronized=True)`), creates `gamma`,
     `beta` and the `(points, channels)` moving mean and variance, and
     updates one row from a batch's moments. `zoo.calibrate_batchnorm`
     recomputes the rows of every layer with this mixin exactly.
@@ -20,8 +22,9 @@ class PointStatistics:
     ...         self._init_statistics(operating_points, momentum=0.99, epsilon=1e-3)
     """
 
-    def _init_statistics(self, operating_points, momentum, epsilon):
+    def _init_statistics(self, operating_points, momentum, epsilon, synchronized=False):
         self.operating_points = check_operating_points(operating_points)
+        self.synchronized = bool(synchronized)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
         # Set by `zoo.calibrate_batchnorm` while it recomputes statistics: a
@@ -39,6 +42,14 @@ class PointStatistics:
             name="moving_variance", shape=(points, channels), initializer="ones", trainable=False
         )
 
+    def _batch_moments(self, x):
+        """Mean and variance of a training batch per channel: over the
+        global batch under `tf.distribute` when `synchronized`."""
+        axes = list(range(x.shape.rank - 1))
+        if self.synchronized:
+            return synchronized_moments(x, axes)
+        return tf.nn.moments(x, axes=axes)
+
     def _update_statistics(self, index, mean, variance):
         """Moves row `index` towards a batch's moments (of its first channels)."""
         if self._calibration_step is None:
@@ -53,8 +64,31 @@ class PointStatistics:
             moving.assign(tf.tensor_scatter_nd_update(moving, [[index]], new_row[tf.newaxis]))
 
     def _statistics_config(self):
-        return {
+        config = {
             "operating_points": list(self.operating_points),
             "momentum": self.momentum,
             "epsilon": self.epsilon,
         }
+        if self.synchronized:
+            config["synchronized"] = True
+        return config
+
+
+def synchronized_moments(x, axes):
+    """Mean and variance over `axes` of the global batch, on every replica.
+
+    Two passes, as `tf.nn.moments` computes them (the mean, then the mean
+    squared deviation from it), so that the variance keeps its precision
+    when the mean is large; Keras's synchronized batch norm computes
+    `E[x^2] - E[x]^2`, which loses it. On one replica this is
+    `tf.nn.moments` itself.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return tf.nn.moments(x, axes=axes)
+    total = lambda value: context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+    shape = tf.shape(x)
+    count = total(tf.cast(tf.reduce_prod(tf.gather(shape, axes)), x.dtype))
+    mean = total(tf.reduce_sum(x, axis=axes)) / count
+    variance = total(tf.reduce_sum(tf.square(x - mean), axis=axes)) / count
+    return mean, variance

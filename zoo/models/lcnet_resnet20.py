@@ -7,15 +7,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo.dynamic_model import DynamicModel
 from zoo.layers.block_gate import BlockGate, gate_cost
 from zoo.layers.budget_batch_normalization import BudgetBatchNormalization
 from zoo.models.preprocessing import image_normalization
+from zoo.plan_train_step import global_mean, scale_for_replicas
 from zoo.ratio import validated_ratio
+from zoo.ratio_model import RatioModel
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class LCNetResNet20(DynamicModel):
+class LCNetResNet20(RatioModel):
     """ResNet-20 whose gates choose, per input, the blocks and channels to run.
 
     Each residual block has a `BlockGate` reading its input's channel means
@@ -39,7 +40,8 @@ class LCNetResNet20(DynamicModel):
     At inference nothing skipped is computed: a block runs on the inputs
     that need it (gathered), and its convolutions on the union of their
     kept channels (sliced kernels); for one input that is exactly its own
-    channels. `cost_per_input` and `decisions` report what each input ran.
+    channels. `cost` (with `data`), `cost_per_input` and `decisions` report
+    what each input ran.
 
     Args:
         blocks_per_stage: 3 gives ResNet-20.
@@ -49,8 +51,10 @@ class LCNetResNet20(DynamicModel):
         gate_hidden: hidden width of each block's gate.
         channel_gating: `"subset"` (each inner channel gated on its own) or
             `"prefix"` (a width per block, keeping its first channels).
+        synchronized_batch_norm: batch statistics over the global batch
+            under `tf.distribute` (see `zoo.DynamicModel`).
         name: the model's name, `"lcnet_resnet20"` unless given.
-        **kwargs: `DynamicModel` arguments (`operating_points`).
+        **kwargs: `zoo.RatioModel` arguments (`operating_points`).
 
     Example:
     >>> model = zoo.build("lcnet_resnet20", num_classes=10)
@@ -66,11 +70,12 @@ class LCNetResNet20(DynamicModel):
         budget_weight=10.0,
         gate_hidden=16,
         channel_gating="subset",
+        synchronized_batch_norm=False,
         name="lcnet_resnet20",
         **kwargs,
     ):
-        _refuse_width_arguments(kwargs)
         super().__init__(input_shape=input_shape, num_classes=num_classes, name=name, **kwargs)
+        self.synchronized_batch_norm = bool(synchronized_batch_norm)
         self.blocks_per_stage = int(blocks_per_stage)
         self.budget_weight = float(budget_weight)
         self.gate_hidden = int(gate_hidden)
@@ -159,13 +164,6 @@ class LCNetResNet20(DynamicModel):
             return self.soft_forward(images, budget)[0]
         return self.hard_forward(images, budget)[0]
 
-    def forward(self, images, apply):
-        raise NotImplementedError("LC-Net runs its own gated forward pass; use `model(...)`.")
-
-    @property
-    def dynamic_layers(self):
-        return []
-
     def _budget_inputs(self, inputs, compute_ratio):
         images, ratio = self._split_inputs(inputs, compute_ratio)
         batch = tf.shape(images)[:1]
@@ -186,7 +184,9 @@ class LCNetResNet20(DynamicModel):
         return (1.0 - weight) * tf.gather(offsets, upper - 1) + weight * tf.gather(offsets, upper)
 
     def _batch_norm(self, name):
-        return BudgetBatchNormalization(self.operating_points, name=name)
+        return BudgetBatchNormalization(
+            self.operating_points, synchronized=self.synchronized_batch_norm, name=name
+        )
 
     def _stem(self, images, point, training):
         x = self.normalize(images)
@@ -333,11 +333,13 @@ class LCNetResNet20(DynamicModel):
                 f"{resnet.name!r} has no match for {missing[:3]}."
             )
 
-    def _plan_prediction(self, x, index):
-        budget = self._plan_ratios[index] * tf.ones(tf.shape(x)[:1])
-        logits, spent = self.soft_forward(tf.cast(x, "float32"), budget)
-        penalty = self.budget_weight * tf.square(tf.reduce_mean(spent) - self._plan_ratios[index])
-        return logits, penalty
+    def plan_prediction(self, x, index):
+        """The training prediction at plan entry `index` (a budget) and the
+        budget penalty on the global batch's mean spent fraction."""
+        target = self.plan.ratios[index]
+        logits, spent = self.soft_forward(tf.cast(x, "float32"), target * tf.ones(tf.shape(x)[:1]))
+        penalty = self.budget_weight * tf.square(global_mean(spent) - target)
+        return logits, scale_for_replicas(penalty)
 
     def calibrate_budget(self, images, batch_size=250, tolerance=0.005, steps=30):
         """Sets the budget shift of each operating point (the budget its
@@ -367,6 +369,25 @@ class LCNetResNet20(DynamicModel):
 
     # -- cost and decisions ----------------------------------------------------
 
+    cost_depends_on_data = True
+
+    def cost(self, compute_ratio=1.0, data=None, **kwargs):
+        """The mean multiply-adds over the images `data` at budget
+        `compute_ratio`, with each input's (`"per_input"`) and the
+        backbone's (`"backbone_flops"`)."""
+        if data is None:
+            raise ValueError(
+                f"{self.name} spends a different cost on each input: pass the inputs as `data=`."
+            )
+        if len(data) == 0:
+            raise ValueError("`data` holds no images: give at least one to average the cost over.")
+        per_input = self.cost_per_input(data, float(compute_ratio))
+        return {
+            "flops": float(per_input.mean()),
+            "per_input": per_input,
+            "backbone_flops": self.backbone_cost,
+        }
+
     def cost_per_input(self, images, compute_ratio, batch_size=250):
         """Multiply-adds each input spends at `compute_ratio` (gates included)."""
         spent = []
@@ -392,8 +413,8 @@ class LCNetResNet20(DynamicModel):
 
     def get_config(self):
         config = super().get_config()
-        for key in ("profile", "width", "channel_multiple", "profile_boundaries"):
-            config.pop(key, None)
+        if self.synchronized_batch_norm:
+            config["synchronized_batch_norm"] = True
         config.update(
             {
                 "blocks_per_stage": self.blocks_per_stage,
@@ -409,11 +430,3 @@ def _straight_through(logits):
     probability = tf.sigmoid(logits)
     hard = tf.cast(probability > 0.5, probability.dtype)
     return probability + tf.stop_gradient(hard - probability)
-
-
-def _refuse_width_arguments(kwargs):
-    """Drops the width arguments of `DynamicModel`, refusing any that is set."""
-    for argument in ("profile", "width", "channel_multiple", "profile_boundaries"):
-        if kwargs.get(argument) not in (None, 1, 1.0, "uniform", ()):
-            raise ValueError(f"LC-Net gates channels per input; it takes no `{argument}`.")
-        kwargs.pop(argument, None)

@@ -1,0 +1,80 @@
+"""Training under `tf.distribute.MirroredStrategy` on two logical CPUs
+matches one device: same weights, same logged loss.
+
+Each case trains twice in a subprocess (`tests/distributed_training.py`),
+on one device and on two replicas, from the same initial weights on the
+same global batches. Models with batch norm use `synchronized_batch_norm`
+(statistics over the global batch), so both runs compute the same function;
+the remaining difference is float summation order, which the second step on
+these tiny random batches amplifies to about 1e-4 of the step's size in the
+convolutional models; the MLP ends within 1e-7.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "distributed_training.py")
+MLP_METHODS = ["idp", "plan", "sandwich", "nonuniform", "tesla", "r_tesla", "atp", "stages"]
+CONV_CASES = [
+    "resnet20:sandwich",
+    "mobilenet:plan",
+    "vgg16:nonuniform",
+    "lcnet_resnet20:sandwich",
+]
+# Weights may differ by this fraction of the largest change training made.
+RELATIVE_TOLERANCE = 1e-3
+
+
+def run_cases(cases):
+    environment = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, SCRIPT, *cases],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=environment,
+    )
+    rows = [
+        json.loads(line[len("RESULT ") :])
+        for line in result.stdout.splitlines()
+        if line.startswith("RESULT ")
+    ]
+    assert len(rows) == len(cases), result.stderr[-3000:]
+    return {row["case"]: row for row in rows}
+
+
+def check_equal_training(row, absolute):
+    assert row["replicas"] == 2
+    assert row["finite"]
+    tolerance = max(absolute, RELATIVE_TOLERANCE * row["max_weight_change"])
+    assert row["max_weight_difference"] <= tolerance, row
+    assert row["loss_two_replicas"] == pytest.approx(row["loss_one_device"], rel=1e-4), row
+
+
+@pytest.fixture(scope="module")
+def mlp_results():
+    return run_cases([f"mlp:{method}" for method in MLP_METHODS])
+
+
+@pytest.mark.xdist_group("distributed_mlp")
+@pytest.mark.parametrize("method", MLP_METHODS)
+def test_every_training_method_on_two_replicas_matches_one_device(mlp_results, method):
+    # No batch norm: the two runs differ by float summation order alone.
+    check_equal_training(mlp_results[f"mlp:{method}"], absolute=1e-5)
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_models_with_synchronized_batch_norm_match_one_device(case):
+    check_equal_training(run_cases([case])[case], absolute=1e-5)
+
+
+def test_unsynchronized_batch_norm_trains_on_each_replicas_share():
+    row = run_cases(["resnet20:sandwich:nosync"])["resnet20:sandwich:nosync"]
+    assert row["finite"]
+    # Each replica normalizes its own half batch: another function, close by.
+    assert row["max_weight_difference"] > 0
+    assert row["loss_two_replicas"] == pytest.approx(row["loss_one_device"], rel=0.2)
