@@ -60,3 +60,9 @@ def test_the_table_gives_lcnet_its_mean_cost_over_the_test_images():
     assert cli.mult_adds(model, 0.5, images) == expected
     mlp = zoo.build("mlp", input_shape=(8, 8, 1))
     assert cli.mult_adds(mlp, 0.5, images) == zoo.cost(mlp, 0.5)["flops"]
+
+
+def test_train_under_a_mirrored_strategy(capsys):
+    model = cli.main(["train", "--epochs", "1", "--ratios", "1.0,0.5", "--distribute", "mirrored"])
+    assert "replica(s) (mirrored)" in capsys.readouterr().out
+    assert model.distribute_strategy.num_replicas_in_sync >= 1

@@ -1,6 +1,6 @@
 """A zoo of dynamic-width networks: one model, any compute ratio in (0, 1]."""
 
-from zoo import datasets, effort, layers, losses, profiles, recipes, schedules
+from zoo import datasets, distribution, effort, layers, losses, profiles, recipes, schedules
 from zoo.batchnorm import calibrate_batchnorm
 from zoo.cost import cost, static_cost
 from zoo.dynamic_model import DynamicModel
@@ -17,6 +17,7 @@ __all__ = [
     "RatioModel",
     "TrainingPlan",
     "datasets",
+    "distribution",
     "effort",
     "evaluate_ratios",
     "build",

@@ -11,7 +11,7 @@ import sys
 
 import keras
 
-from zoo import datasets
+from zoo import datasets, distribution
 from zoo.batchnorm import calibrate_batchnorm
 from zoo.cost import cost
 from zoo.evaluation import evaluate_ratios
@@ -47,6 +47,14 @@ def make_parser():
     train.add_argument("--width", type=float, default=1.0, help="channel multiplier")
     train.add_argument("--profile", default="uniform")
     train.add_argument("--output", help="save the trained model to this .keras file")
+    train.add_argument(
+        "--distribute",
+        default="none",
+        choices=distribution.STRATEGIES,
+        help="train under a tf.distribute strategy: mirrored (every local GPU, or the CPU), "
+        "multi_worker (the cluster in TF_CONFIG); --batch-size is then the global batch "
+        "(default: none)",
+    )
     train.add_argument(
         "--preset",
         help="reproduce a preset from its recipe (zoo.list_presets()); its weights go to "
@@ -128,19 +136,24 @@ def main(argv=None):
 
 
 def train_model(args, train):
-    model = build(
-        args.model,
-        input_shape=train[0].shape[1:],
-        num_classes=datasets.NUM_CLASSES[args.dataset],
-        operating_points=args.ratios,
-        width=args.width,
-        profile=args.profile,
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(args.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    distributed = args.distribute != "none"
+    with distribution.scope(args.distribute) as strategy:
+        model = build(
+            args.model,
+            input_shape=train[0].shape[1:],
+            num_classes=datasets.NUM_CLASSES[args.dataset],
+            operating_points=args.ratios,
+            width=args.width,
+            profile=args.profile,
+            synchronized_batch_norm=distributed,
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(args.learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+    if distributed:
+        print(f"Training on {strategy.num_replicas_in_sync} replica(s) ({args.distribute})")
     # Every step trains all the ratios, widest first: one model for all.
     model.set_training_plan(args.ratios)
     print(f"Training {args.model} on {args.dataset} at ratios {args.ratios}")
