@@ -4,12 +4,12 @@ from zoo import datasets, distribution, effort, layers, losses, profiles, recipe
 from zoo.batchnorm import calibrate_batchnorm
 from zoo.cost import cost, static_cost
 from zoo.dynamic_model import DynamicModel
-from zoo.ratio_model import RatioModel
-from zoo.training_plan import TrainingPlan
 from zoo.evaluation import evaluate_ratios
 from zoo.models import build, list_models
 from zoo.presets import list_presets, load
+from zoo.ratio_model import RatioModel
 from zoo.subnet import extract_subnet
+from zoo.training_plan import TrainingPlan
 from zoo.width_groups import reorder_channels, width_groups
 
 __all__ = [

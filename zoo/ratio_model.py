@@ -79,7 +79,9 @@ class RatioModel(PlanTrainStep, keras.Model):
         self.operating_points = check_operating_points(operating_points)
         # Not weights: a checkpoint must never bring back a callback's plan,
         # and the version only marks cached sliced kernels stale.
-        object.__setattr__(self, "plan", TrainingPlan(on_structure_change=self.training_step_changed))
+        object.__setattr__(
+            self, "plan", TrainingPlan(on_structure_change=self.training_step_changed)
+        )
         object.__setattr__(self, "_weights_version", replica_variable("weights_version", 0))
         self.training_state = self.add_weight(
             name="training_state",
