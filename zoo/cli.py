@@ -51,9 +51,8 @@ def make_parser():
         "--distribute",
         default="none",
         choices=distribution.STRATEGIES,
-        help="train under a tf.distribute strategy: mirrored (every local GPU, or the CPU), "
-        "multi_worker (the cluster in TF_CONFIG); --batch-size is then the global batch "
-        "(default: none)",
+        help="train under a tf.distribute strategy: mirrored (every local GPU, or the CPU); "
+        "--batch-size is then the global batch (default: none)",
     )
     train.add_argument(
         "--preset",
