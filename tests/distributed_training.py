@@ -6,6 +6,7 @@ must be configured before TensorFlow initialises, which the test process
 has already done.
 
 Usage: python tests/distributed_training.py ARCH:METHOD[:nosync] ...
+(ZOO_TEST_IMAGES, ZOO_TEST_EPOCHS and ZOO_TEST_LEARNING_RATE change the run.)
 """
 
 import json
@@ -30,7 +31,8 @@ RATIOS = [1.0, 0.5, 0.25]
 BATCH = 16
 
 
-def images_for(arch, count=32):
+def images_for(arch):
+    count = int(os.environ.get("ZOO_TEST_IMAGES", 32))
     rng = np.random.RandomState(0)
     shape = (8, 8, 1) if arch == "mlp" else (32, 32, 3)
     return rng.uniform(0, 255, (count,) + shape).astype("float32"), rng.randint(0, 10, count)
@@ -75,7 +77,9 @@ def train(arch, method, strategy, synchronized):
         keras.utils.set_random_seed(0)
         model = build(arch, method, synchronized)
         model.compile(
-            optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+            optimizer=keras.optimizers.SGD(
+                float(os.environ.get("ZOO_TEST_LEARNING_RATE", 0.01)), momentum=0.9
+            ),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
     initial = trained_weights(model)
@@ -85,7 +89,7 @@ def train(arch, method, strategy, synchronized):
         x,
         y,
         batch_size=BATCH,
-        epochs=2,
+        epochs=int(os.environ.get("ZOO_TEST_EPOCHS", 2)),
         shuffle=False,
         verbose=0,
         callbacks=method_callbacks(method, (x[:16], y[:16])),

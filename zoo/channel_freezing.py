@@ -101,8 +101,10 @@ class ChannelFreezing:
         if self._profile_optimizer is None:
             config["learning_rate"] = float(config["learning_rate"]) * float(learning_rate_factor)
             config["name"] = "profile_optimizer"
-            optimizer = type(self.optimizer).from_config(config)
-            optimizer.build(self.profile_variables)
+            # Under `tf.distribute` its state must be mirrored like the model's.
+            with self.distribute_strategy.scope():
+                optimizer = type(self.optimizer).from_config(config)
+                optimizer.build(self.profile_variables)
             object.__setattr__(self, "_profile_optimizer", optimizer)
         return self._profile_optimizer
 

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from zoo.legacy_weights import without_legacy_plan
 from zoo.plan_train_step import PlanTrainStep
 from zoo.ratio import check_operating_points, check_ratio
 from zoo.training_plan import TrainingPlan
@@ -14,8 +15,6 @@ DEFAULT_OPERATING_POINTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # Progress of training callbacks (current task, best value, sampler step...)
 # lives in this many floats saved with the model; see `callbacks/`.
 TRAINING_STATE_SIZE = 128
-# Weights files saved before the plan stopped being a weight hold it as six.
-LEGACY_PLAN_WEIGHTS = 6
 
 
 class RatioModel(PlanTrainStep, keras.Model):
@@ -265,25 +264,8 @@ class RatioModel(PlanTrainStep, keras.Model):
     def load_own_variables(self, store):
         # `keras.saving.load_model` assigns the weights through this hook
         # (and the layers' own), not through `load_weights`.
-        super().load_own_variables(self._without_legacy_plan(store))
+        super().load_own_variables(without_legacy_plan(self, store))
         self.weights_changed()
-
-    def _without_legacy_plan(self, store):
-        """`store`, less the plan that files saved before 2026-11-26 hold.
-
-        Those files kept the training plan as six weights, right after the
-        model's own weights (the training state); they load as if it had
-        never been saved.
-        """
-        inner = {id(w) for layer in self.layers for w in layer.weights}
-        own = [v for v in self.weights if id(v) not in inner]
-        if len(store.keys()) != len(own) + LEGACY_PLAN_WEIGHTS:
-            return store
-        trainable = sum(v.trainable for v in own)
-        return {
-            str(i): store[str(i if i < trainable else i + LEGACY_PLAN_WEIGHTS)]
-            for i in range(len(own))
-        }
 
     def get_config(self):
         return {
