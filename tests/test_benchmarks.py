@@ -3,6 +3,7 @@ their recipes hold together."""
 
 import importlib
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -119,6 +120,32 @@ def test_cifar10_individual_networks_resume_from_the_results_file(monkeypatch):
     monkeypatch.setattr(cifar10, "train", lambda *args: pytest.fail("trained again"))
     with pytest.raises(pytest.fail.Exception, match="trained again"):
         cifar10.individual_network("resnet20", 0.25, recipe, None, False, False)
+
+
+def test_training_clock_records_throughput_and_warns_when_an_epoch_shared_the_cpu(
+    tmp_path, monkeypatch
+):
+    from benchmarks import training_clock
+    from benchmarks.training_clock import TrainingClock
+
+    now = {"wall": 0.0, "load": 1.0}
+    monkeypatch.setattr(training_clock.time, "perf_counter", lambda: now["wall"])
+    monkeypatch.setattr(training_clock.os, "getloadavg", lambda: (now["load"], 0.0, 0.0))
+    clock = TrainingClock(str(tmp_path / "clock.json"), images_per_epoch=1000)
+    clock.on_train_begin()
+    for epoch, seconds in enumerate((10.0, 10.0, 10.0)):
+        clock.on_epoch_begin(epoch)
+        now["wall"] += seconds
+        clock.on_epoch_end(epoch)
+    assert clock.record["images_per_second"] == {"1": 100.0, "2": 100.0, "3": 100.0}
+    clock.on_epoch_begin(3)
+    now["wall"] += 20.0  # half the throughput
+    with pytest.warns(UserWarning, match="shared the CPU"):
+        clock.on_epoch_end(3)
+    clock.on_epoch_begin(4)
+    now.update(wall=now["wall"] + 10.0, load=2.0 * (os.cpu_count() or 1) + 1)
+    with pytest.warns(UserWarning, match="load average"):
+        clock.on_epoch_end(4)
 
 
 def test_training_clock_counts_on_from_an_interrupted_run(tmp_path, monkeypatch):

@@ -24,6 +24,35 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert float(schedule(30)) == pytest.approx(0.0, abs=1e-7)
 
 
+def test_linear_schedule_warms_up_then_decays_linearly_to_zero():
+    recipe = {**SGD_COSINE, "schedule": "linear"}
+    schedule = make_optimizer(recipe, steps_per_epoch=10)._learning_rate
+    assert [round(float(schedule(s)), 6) for s in (0, 5, 10, 20, 30)] == [0.0, 0.05, 0.1, 0.05, 0.0]
+    restored = zoo.schedules.LinearWarmupDecay.from_config(schedule.get_config())
+    assert float(restored(15)) == pytest.approx(float(schedule(15)))
+    with pytest.raises(ValueError, match="warmup_steps"):
+        zoo.schedules.LinearWarmupDecay(0.1, warmup_steps=10, total_steps=10)
+
+
+def test_label_smoothing_takes_integer_labels():
+    import keras
+
+    logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], "float32")
+    labels = np.array([0, 2])
+    smoothed = zoo.losses.SparseCategoricalCrossentropyWithSmoothing(0.1, from_logits=True)
+    reference = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
+    assert float(smoothed(labels, logits)) == pytest.approx(
+        float(reference(np.eye(3)[labels], logits)), rel=1e-6
+    )
+    with pytest.raises(ValueError, match="label_smoothing"):
+        zoo.losses.SparseCategoricalCrossentropyWithSmoothing(1.0)
+
+
+def test_ema_recipe_averages_the_weights():
+    optimizer = make_optimizer({**SGD_COSINE, "ema": 0.999}, steps_per_epoch=10)
+    assert optimizer.use_ema and optimizer.ema_momentum == 0.999
+
+
 def test_weight_decay_spares_batch_norm_and_profile():
     model = zoo.build(
         "resnet20", num_classes=10, width=0.25, profile={"name": "linear", "trainable": True}
