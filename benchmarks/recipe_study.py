@@ -105,7 +105,10 @@ def run(name, epochs, data, quick):
 def throughput(training):
     """The median images per second and CPU seconds per epoch of a run."""
     result = {}
-    for key, field in (("images_per_second", "images_per_second"), ("cpu_seconds_per_epoch", "epoch_cpu_seconds")):
+    for key, field in (
+        ("images_per_second", "images_per_second"),
+        ("cpu_seconds_per_epoch", "epoch_cpu_seconds"),
+    ):
         values = list((training or {}).get(field, {}).values())
         if values:
             result[key] = float(np.median(values))
@@ -149,9 +152,13 @@ def markdown(results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", nargs="+", choices=sorted(VARIANTS), help="runs to do (default: all)")
+    parser.add_argument(
+        "--only", nargs="+", choices=sorted(VARIANTS), help="runs to do (default: all)"
+    )
     parser.add_argument("--epochs", type=int, default=30, help="epochs per run (default: 30)")
-    parser.add_argument("--quick", action="store_true", help="1 epoch on 2,000 images: a smoke test")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 epoch on 2,000 images: a smoke test"
+    )
     args = parser.parse_args()
     epochs = 1 if args.quick else args.epochs
     data = cifar10.load_data(args.quick)

@@ -84,13 +84,17 @@ def test_models_with_synchronized_batch_norm_match_one_device(case):
 
 def test_lcnet_trains_on_two_replicas():
     # Hard gates turn float-level differences into flipped decisions: close, not equal.
-    row = run_cases(["lcnet_resnet20:sandwich"], **CONV_SETTINGS)["lcnet_resnet20:sandwich"]
+    row = run_cases(["lcnet_resnet20:sandwich"], images=16, **CONV_SETTINGS)[
+        "lcnet_resnet20:sandwich"
+    ]
     assert row["finite"] and row["replicas"] == 2
     assert row["loss_two_replicas"] == pytest.approx(row["loss_one_device"], rel=0.05)
 
 
 def test_unsynchronized_batch_norm_trains_on_each_replicas_share():
-    row = run_cases(["resnet20:sandwich:nosync"], **CONV_SETTINGS)["resnet20:sandwich:nosync"]
+    row = run_cases(["resnet20:sandwich:nosync"], images=16, **CONV_SETTINGS)[
+        "resnet20:sandwich:nosync"
+    ]
     assert row["finite"]
     # Each replica normalizes its own half batch: another function, close by.
     assert row["max_weight_difference"] > 0
