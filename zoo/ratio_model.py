@@ -9,7 +9,7 @@ import tensorflow as tf
 from zoo.legacy_weights import without_legacy_plan
 from zoo.plan_train_step import PlanTrainStep
 from zoo.ratio import check_operating_points, check_ratio
-from zoo.training_plan import TrainingPlan
+from zoo.training_plan import TrainingPlan, replica_variable
 
 DEFAULT_OPERATING_POINTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # Progress of training callbacks (current task, best value, sampler step...)
@@ -280,17 +280,6 @@ class RatioModel(PlanTrainStep, keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
-
-
-def replica_variable(name, value):
-    """A variable every replica reads and the first one writes (a counter,
-    a setting callbacks change between steps)."""
-    return tf.Variable(
-        value,
-        trainable=False,
-        name=name,
-        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-    )
 
 
 def at_least_one(value, argument):

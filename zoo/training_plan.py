@@ -54,10 +54,12 @@ class TrainingPlan:
         self.num_width_groups = int(num_width_groups)
         self.on_structure_change = on_structure_change
         self.structure = Structure(size=1, nonuniform=False)
-        self.ratios = _variable("plan_ratios", np.ones(MAX_PLAN_SIZE, "float32"))
-        self.weights = _variable("plan_weights", np.eye(1, MAX_PLAN_SIZE, dtype="float32")[0])
-        self.distillation = _variable("plan_distillation", np.float32(0.0))
-        self.layer_ratios = _variable(
+        self.ratios = replica_variable("plan_ratios", np.ones(MAX_PLAN_SIZE, "float32"))
+        self.weights = replica_variable(
+            "plan_weights", np.eye(1, MAX_PLAN_SIZE, dtype="float32")[0]
+        )
+        self.distillation = replica_variable("plan_distillation", np.float32(0.0))
+        self.layer_ratios = replica_variable(
             "plan_layer_ratios", np.ones((MAX_PLAN_SIZE, MAX_WIDTH_GROUPS), "float32")
         )
 
@@ -118,9 +120,9 @@ class TrainingPlan:
         return padded
 
 
-def _variable(name, value):
-    # Replicas read the plan and never write it: callbacks set it between
-    # steps, in cross-replica context.
+def replica_variable(name, value):
+    """A variable every replica reads and the first one writes: the plan,
+    which callbacks set between steps, and counters of the model's own."""
     return tf.Variable(
         value,
         trainable=False,
