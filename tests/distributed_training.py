@@ -6,12 +6,14 @@ must be configured before TensorFlow initialises, which the test process
 has already done.
 
 Usage: python tests/distributed_training.py ARCH:METHOD[:nosync] ...
-(ZOO_TEST_IMAGES, ZOO_TEST_EPOCHS and ZOO_TEST_LEARNING_RATE change the run.)
+(ZOO_TEST_IMAGES, ZOO_TEST_EPOCHS, ZOO_TEST_LEARNING_RATE and ZOO_TEST_FLOATX,
+for example float64, change the run.)
 """
 
 import json
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -24,6 +26,8 @@ tf.config.set_logical_device_configuration(CPU, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+keras.config.set_floatx(os.environ.get("ZOO_TEST_FLOATX", "float32"))
+
 import callbacks  # noqa: E402
 import zoo  # noqa: E402
 
@@ -35,7 +39,8 @@ def images_for(arch):
     count = int(os.environ.get("ZOO_TEST_IMAGES", 32))
     rng = np.random.RandomState(0)
     shape = (8, 8, 1) if arch == "mlp" else (32, 32, 3)
-    return rng.uniform(0, 255, (count,) + shape).astype("float32"), rng.randint(0, 10, count)
+    images = rng.uniform(0, 255, (count,) + shape).astype(keras.config.floatx())
+    return images, rng.randint(0, 10, count)
 
 
 def build(arch, method, synchronized):
@@ -71,6 +76,32 @@ def method_callbacks(method, validation):
     }[method]
 
 
+class Interrupt(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise RuntimeError("interrupted")
+
+
+def fit_interrupted_and_resumed(model, x, y, validation):
+    """Two epochs through the logger, per-epoch calibration and a backup,
+    interrupted after the first and resumed from the backup's checkpoint."""
+    backup_dir = tempfile.mkdtemp()
+    with_callbacks = lambda *extra: [
+        callbacks.OperatingPointLogger(validation, ratios=RATIOS),
+        callbacks.BatchNormCalibration((x, y), steps=1, frequency="epoch"),
+        callbacks.ShardedBackupAndRestore(backup_dir),
+        *extra,
+    ]
+    fit = lambda *extra: model.fit(
+        x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0, callbacks=with_callbacks(*extra)
+    )
+    try:
+        fit(Interrupt())
+    except RuntimeError:
+        pass
+    return fit()
+
+
 def train(arch, method, strategy, synchronized):
     x, y = images_for(arch)
     with strategy.scope():
@@ -82,6 +113,12 @@ def train(arch, method, strategy, synchronized):
             ),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
+    if method == "callbacks":
+        # Every weight: the calibrated batch-norm statistics too.
+        initial = [v.numpy() for v in model.weights]
+        history = fit_interrupted_and_resumed(model, x, y, (x[:16], y[:16]))
+        logged = [history.history[f"val_accuracy@{r}"][-1] for r in RATIOS]
+        return [v.numpy() for v in model.weights], history.history["loss"] + logged, initial
     initial = trained_weights(model)
     if method == "plan":
         model.set_training_plan(RATIOS, weights=[1.0, 0.7, 0.5], distillation=0.6)

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -24,8 +25,13 @@ def test_bad_ratio_raises_naming_compute_ratio(model, ratio):
 @pytest.mark.parametrize("ratio", BAD_RATIOS)
 def test_bad_ratio_raises_in_predict(model, ratio):
     x = np.zeros((2, 8, 8, 1), "float32")
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"compute_ratio` must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"compute_ratio` must be in \(0, 1\]"):
         model.predict({"images": x, "compute_ratio": np.array([0.5, ratio], "float32")}, verbose=0)
+    dataset = tf.data.Dataset.from_tensors(
+        {"images": x, "compute_ratio": np.array([0.5, ratio], "float32")}
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"compute_ratio` must be in \(0, 1\]"):
+        model.predict(dataset, verbose=0)
 
 
 def test_wrong_image_shape(model):
@@ -39,6 +45,83 @@ def test_wrong_ratio_shape(model):
         model({"images": x, "compute_ratio": np.full((3,), 0.5, "float32")})
     with pytest.raises(ValueError, match=r"shape \(batch,\)"):
         model({"images": x, "compute_ratio": np.full((2, 2), 0.5, "float32")})
+
+
+X = np.zeros((4, 8, 8, 1), "float32")
+HOSTILE_INPUTS = {
+    "ratio as a string": (lambda m: m(X, compute_ratio="0.5"), "must be a number in"),
+    "ratio as a string in the dict": (
+        lambda m: m({"images": X, "compute_ratio": "0.5"}),
+        "must be a number in",
+    ),
+    "misspelled ratio key": (
+        lambda m: m({"images": X, "compute_ration": 0.5}),
+        "'images' and 'compute_ratio'",
+    ),
+    "predict, ratios of another count": (
+        lambda m: m.predict({"images": X, "compute_ratio": np.full(3, 0.5, "float32")}),
+        r"shape \(3,\) for 4 images",
+    ),
+    "evaluate, ratios of another count": (
+        lambda m: m.evaluate({"images": X, "compute_ratio": [0.5] * 3}, np.zeros(4)),
+        r"shape \(3,\) for 4 images",
+    ),
+    "predict, other image shape after a first call": (
+        lambda m: (m.predict(X, verbose=0), m.predict(np.zeros((4, 28, 28, 1)), verbose=0)),
+        r"expects images of shape \(batch, 8, 8, 1\)",
+    ),
+    "evaluate, other image shape after a first call": (
+        lambda m: (
+            m.evaluate(X, np.zeros(4), verbose=0),
+            m.evaluate(np.zeros((4, 32, 32, 3)), np.zeros(4), verbose=0),
+        ),
+        r"expects images of shape \(batch, 8, 8, 1\)",
+    ),
+    "fit, other image shape after a first fit": (
+        lambda m: (
+            m.fit(X, np.zeros(4), verbose=0),
+            m.fit(np.zeros((4, 32, 32, 3)), np.zeros(4), verbose=0),
+        ),
+        r"expects images of shape \(batch, 8, 8, 1\)",
+    ),
+    "extract_subnet of a Keras model": (
+        lambda m: zoo.extract_subnet(keras.Sequential([keras.layers.Dense(2)]), 0.5),
+        "slices a zoo dynamic model",
+    ),
+    "cost of a Keras model": (
+        lambda m: zoo.cost(keras.Sequential([keras.layers.Dense(2)]), 0.5),
+        "counts zoo models",
+    ),
+    "vgg16 on images too small for its pools": (
+        lambda m: zoo.build("vgg16", input_shape=(8, 8, 3)),
+        "at least 32x32",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_INPUTS))
+def test_hostile_input_gets_a_clear_error(case):
+    call, message = HOSTILE_INPUTS[case]
+    model = zoo.build("mlp", input_shape=(8, 8, 1))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    # Graph errors carry the message after TensorFlow's own header.
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match=message):
+        call(model)
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        {"images": X, "compute_ratio": 0.5},
+        {"images": X, "compute_ratio": [0.5] * 4},
+        {"images": X, "compute_ratio": np.float32(0.5)},
+        {"images": X, "compute_ratio": np.full((4, 1), 0.5, "float32")},
+    ],
+)
+def test_a_ratio_as_a_number_list_or_column_is_taken(model, inputs):
+    expected = model(X, compute_ratio=0.5).numpy()
+    np.testing.assert_allclose(model(inputs).numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(model.predict(inputs, verbose=0), expected, atol=1e-6)
 
 
 def test_unknown_input_key(model):

@@ -114,7 +114,7 @@ def test_a_recipe_with_a_checkpoint_dir_resumes_and_passes_its_callbacks(tmp_pat
             verbose=0,
             callbacks=[Interrupt(epoch=1)],
         )
-    assert (tmp_path / "run" / "latest.weights.json").exists()
+    assert (tmp_path / "run" / "checkpoint-000000" / "model.weights.json").exists()
     model = train_recipe(build(), recipe, (x, y), (x, y), str(tmp_path / "run"), verbose=0)
     assert int(model.optimizer.iterations) == 4  # two epochs of two steps, one of them resumed
     assert not (tmp_path / "run").exists()

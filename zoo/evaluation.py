@@ -68,7 +68,9 @@ def _evaluation_step(model):
         predicted = tf.argmax(logits, axis=-1, output_type="int32")
         count = tf.cast(tf.size(labels), "float32")
         loss = (
-            0.0 if loss_function is None else tf.reduce_mean(loss_function(labels, logits)) * count
+            0.0
+            if loss_function is None
+            else tf.cast(tf.reduce_mean(loss_function(labels, logits)), "float32") * count
         )
         return tf.reduce_sum(tf.cast(predicted == labels, "float32")), count, loss
 

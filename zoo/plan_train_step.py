@@ -65,11 +65,12 @@ class PlanTrainStep:
         prediction, penalty = self.plan_prediction(x, index)
         loss = self.compute_loss(x, y, prediction, sample_weight, training=True)
         if teacher is not None:
-            distillation = self.plan.distillation
+            distillation = tf.cast(self.plan.distillation, loss.dtype)
             soft = DISTILLATION_LOSS(teacher, prediction)
             loss = (1.0 - distillation) * loss + distillation * soft
         # The penalty (a compute budget) holds whatever the labels' weight.
-        return self.plan.weights[index] * (loss + penalty), prediction
+        weight = tf.cast(self.plan.weights[index], loss.dtype)
+        return weight * (loss + tf.cast(penalty, loss.dtype)), prediction
 
     # -- one traced step per plan structure -------------------------------------
 

@@ -1,5 +1,6 @@
 """The common base of every zoo model: a `keras.Model` that takes a compute ratio."""
 
+import inspect
 import warnings
 
 import keras
@@ -11,6 +12,7 @@ from zoo.plan_train_step import PlanTrainStep
 from zoo.ratio import check_operating_points, check_ratio
 from zoo.training_plan import TrainingPlan, replica_variable
 
+FIT_SIGNATURE = inspect.signature(keras.Model.fit)
 DEFAULT_OPERATING_POINTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # Progress of training callbacks (current task, best value, sampler step...)
 # lives in this many floats saved with the model; see `callbacks/`.
@@ -128,21 +130,24 @@ class RatioModel(PlanTrainStep, keras.Model):
     # -- inputs ------------------------------------------------------------------
 
     def __call__(self, inputs, *args, **kwargs):
-        # Keras takes only tensors inside positional inputs: a plain number
-        # as the dict's ratio becomes a 0-d array.
-        if isinstance(inputs, dict) and isinstance(inputs.get("compute_ratio"), (int, float)):
-            check_ratio(inputs["compute_ratio"])
-            inputs = dict(inputs, compute_ratio=np.asarray(inputs["compute_ratio"], "float32"))
+        if isinstance(inputs, dict):
+            check_input_keys(inputs)
+            if "compute_ratio" in inputs:
+                inputs = dict(inputs, compute_ratio=ratio_array(inputs["compute_ratio"]))
+        ratio = kwargs.get("compute_ratio")
+        if ratio is not None and not isinstance(ratio, (int, float)):
+            kwargs["compute_ratio"] = ratio_array(ratio)
         return super().__call__(inputs, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        return super().predict(per_image_ratios(x), *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        return super().evaluate(per_image_ratios(x), *args, **kwargs)
 
     def _split_inputs(self, inputs, compute_ratio):
         if isinstance(inputs, dict):
-            unknown = set(inputs) - {"images", "compute_ratio"}
-            if "images" not in inputs or unknown:
-                raise ValueError(
-                    "A dict input takes the keys 'images' and 'compute_ratio'; "
-                    f"got {sorted(inputs)}."
-                )
+            check_input_keys(inputs)
             if compute_ratio is not None and "compute_ratio" in inputs:
                 raise ValueError(
                     "`compute_ratio` is given twice: in the inputs and as an argument."
@@ -156,8 +161,8 @@ class RatioModel(PlanTrainStep, keras.Model):
 
     def _check_images(self, images):
         images = tf.convert_to_tensor(images)
-        if images.dtype != tf.float32:
-            images = tf.cast(images, "float32")
+        if images.dtype != self.compute_dtype:
+            images = tf.cast(images, self.compute_dtype)
         shape = tuple(images.shape[1:])
         if images.shape.rank != len(self.image_shape) + 1 or any(
             d is not None and d != e for d, e in zip(shape, self.image_shape)
@@ -166,6 +171,16 @@ class RatioModel(PlanTrainStep, keras.Model):
                 f"{self.name} expects images of shape (batch, "
                 f"{', '.join(map(str, self.image_shape))}); got {tuple(images.shape)}."
             )
+        if None in shape:
+            # A function traced for any shape: checked when it runs.
+            check = tf.debugging.assert_equal(
+                tf.shape(images)[1:],
+                tf.constant(self.image_shape, "int32"),
+                message=f"{self.name} expects images of shape (batch, "
+                f"{', '.join(map(str, self.image_shape))}); got another shape",
+            )
+            with tf.control_dependencies([check]):
+                images = tf.identity(images)
         return images
 
     def _ratio_tensor(self, compute_ratio, images):
@@ -186,6 +201,14 @@ class RatioModel(PlanTrainStep, keras.Model):
                     f"`compute_ratio` has {count} values for a batch of {batch} "
                     "images: give one ratio per sample."
                 )
+            if batch is None or count is None:
+                check = tf.debugging.assert_equal(
+                    tf.shape(ratio)[0],
+                    tf.shape(images)[0],
+                    message="`compute_ratio` must have one value per image of the batch",
+                )
+                with tf.control_dependencies([check]):
+                    ratio = tf.identity(ratio)
         return ratio
 
     # -- export ------------------------------------------------------------------
@@ -246,6 +269,17 @@ class RatioModel(PlanTrainStep, keras.Model):
         self._weights_version.assign_add(1)
 
     def fit(self, *args, **kwargs):
+        """Keras's `fit`; a callback with `resume_epoch()` (a backup such as
+        `callbacks.ShardedBackupAndRestore`) sets where it starts."""
+        arguments = FIT_SIGNATURE.bind_partial(self, *args, **kwargs).arguments
+        if "initial_epoch" not in arguments:
+            resumed = [
+                callback.resume_epoch()
+                for callback in arguments.get("callbacks") or ()
+                if callable(getattr(callback, "resume_epoch", None))
+            ]
+            if resumed:
+                kwargs["initial_epoch"] = max(resumed)
         try:
             return super().fit(*args, **kwargs)
         finally:
@@ -301,3 +335,56 @@ def check_image_shape(input_shape):
             f"(32, 32, 3); got {input_shape!r}."
         )
     return tuple(int(d) for d in shape)
+
+
+def check_input_keys(inputs):
+    """Refuses a dict input other than `{"images": ..., "compute_ratio": ...}`."""
+    unknown = set(inputs) - {"images", "compute_ratio"}
+    if "images" not in inputs or unknown:
+        raise ValueError(
+            "A dict input takes the keys 'images' and 'compute_ratio' (optional); "
+            f"got {sorted(inputs)}."
+        )
+
+
+def ratio_array(compute_ratio):
+    """`compute_ratio` given as a number, list or NumPy value, as a float32
+    array Keras accepts as an input, or a clear error; tensors pass as they are."""
+    if isinstance(compute_ratio, (str, bytes)):
+        values = None
+    elif isinstance(compute_ratio, (int, float, list, tuple, np.ndarray, np.generic)):
+        try:
+            values = np.asarray(compute_ratio, dtype="float32")
+        except (TypeError, ValueError):
+            values = None
+    else:
+        return compute_ratio
+    if values is None:
+        raise ValueError(
+            "`compute_ratio` must be a number in (0, 1] or an array of them, one per "
+            f"image; got {type(compute_ratio).__name__} {compute_ratio!r:.60}."
+        )
+    check_ratio(values)
+    return values
+
+
+def per_image_ratios(x):
+    """`predict` and `evaluate` data with one ratio per image: a single
+    ratio is repeated for every image, a wrong count refused."""
+    if not (isinstance(x, dict) and "compute_ratio" in x and "images" in x):
+        return x
+    check_input_keys(x)
+    images, ratio = x["images"], ratio_array(x["compute_ratio"])
+    count = len(images) if hasattr(images, "__len__") else None
+    if count is None or not isinstance(ratio, np.ndarray):
+        return x
+    if ratio.ndim == 0:
+        ratio = np.full((count,), ratio, "float32")
+    elif ratio.ndim == 2 and ratio.shape[1] == 1:
+        ratio = ratio[:, 0]
+    if ratio.ndim != 1 or len(ratio) != count:
+        raise ValueError(
+            f"`compute_ratio` has shape {ratio.shape} for {count} images: give one "
+            "ratio per image, shape (images,), or a single number."
+        )
+    return dict(x, compute_ratio=ratio)

@@ -2,6 +2,7 @@
 
 import keras
 
+from zoo.dynamic_model import DynamicModel
 from zoo.layers.dynamic_layer import DynamicLayer
 from zoo.ratio import check_ratio
 
@@ -42,6 +43,11 @@ def extract_subnet(model, compute_ratio, input_dtype="float32"):
     >>> small.export("resnet20_r050")  # a SavedModel taking float32 images
     >>> zoo.extract_subnet(model, 0.5, input_dtype="uint8").export("r050_uint8")
     """
+    if not isinstance(model, DynamicModel):
+        raise ValueError(
+            "`zoo.extract_subnet` slices a zoo dynamic model (built by `zoo.build` or "
+            f"`zoo.load`, not LC-Net); got {type(model).__name__}."
+        )
     check_ratio(compute_ratio)
     ratio = float(compute_ratio)
     images = keras.Input(model.image_shape, dtype=_image_dtype(input_dtype), name="images")

@@ -165,12 +165,18 @@ class DynamicLayer(keras.layers.Layer):
         return x * tf.reshape(keep, keep_shape)
 
     def _build_kernel_cache(self, kernel_size):
-        """Untracked variables holding the last sliced kernel and its key."""
-        if kernel_size < KERNEL_CACHE_MIN_SIZE or not tf.executing_eagerly():
+        """An untracked variable holding the last sliced kernel, flattened,
+        after its key."""
+        if (
+            kernel_size < KERNEL_CACHE_MIN_SIZE
+            or not tf.executing_eagerly()
+            or self.compute_dtype != "float32"
+        ):
             return
-        cache = (
-            tf.Variable(tf.zeros([0]), shape=tf.TensorShape(None), trainable=False),
-            tf.Variable([-1, -1, -1], dtype="int32", trainable=False),
+        cache = tf.Variable(
+            tf.bitcast(tf.constant([-1, -1, -1], "int32"), "float32"),
+            shape=tf.TensorShape(None),
+            trainable=False,
         )
         # Plain attribute: the cache is not a weight and is never saved.
         object.__setattr__(self, "_kernel_cache", cache)
@@ -184,21 +190,27 @@ class DynamicLayer(keras.layers.Layer):
         it sliced, keyed by the widths and by the model's weights version
         (`DynamicModel` bumps it whenever weights change), and a call at the
         same widths reads it without copying. Training always slices.
+
+        Key and kernel live in one variable, read once per call: calls from
+        several threads each see a whole cache entry, theirs or another's,
+        never a kernel of other widths under their key.
         """
         version = context.weights_version
         if training or version is None or self._kernel_cache is None:
             return compute()
-        cache, key = self._kernel_cache
+        cache = self._kernel_cache
         wanted = tf.stack([tf.cast(n_in, "int32"), tf.cast(n_out, "int32"), version])
+        entry = cache.read_value()
+        fresh = tf.reduce_all(tf.equal(tf.bitcast(entry[:3], "int32"), wanted))
+        shape = tf.concat([tf.shape(self.kernel)[:-2], wanted[:2]], 0)
 
         def refresh():
             value = compute()
-            with tf.control_dependencies(
-                [cache.assign(value, read_value=False), key.assign(wanted, read_value=False)]
-            ):
+            stored = tf.concat([tf.bitcast(wanted, "float32"), tf.reshape(value, [-1])], 0)
+            with tf.control_dependencies([cache.assign(stored, read_value=False)]):
                 return tf.identity(value)
 
-        kernel = tf.cond(tf.reduce_all(tf.equal(key, wanted)), cache.read_value, refresh)
+        kernel = tf.cond(fresh, lambda: tf.reshape(entry[3:], shape), refresh)
         kernel.set_shape(tuple(self.kernel.shape[:-2]) + (None, None))
         return kernel
 

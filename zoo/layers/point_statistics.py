@@ -53,12 +53,13 @@ class PointStatistics:
     def _update_statistics(self, index, mean, variance):
         """Moves row `index` towards a batch's moments (of its first channels)."""
         if self._calibration_step is None:
-            momentum = tf.constant(self.momentum)
+            momentum = tf.constant(self.momentum, self.variable_dtype)
         else:
-            step = tf.cast(self._calibration_step, "float32")
+            step = tf.cast(self._calibration_step, self.variable_dtype)
             momentum = step / (step + 1.0)
         for moving, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
             row = moving[index]
+            value = tf.cast(value, row.dtype)
             n = tf.shape(value)[0]
             new_row = tf.concat([row[:n] * momentum + value * (1.0 - momentum), row[n:]], 0)
             moving.assign(tf.tensor_scatter_nd_update(moving, [[index]], new_row[tf.newaxis]))

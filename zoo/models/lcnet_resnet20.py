@@ -180,7 +180,7 @@ class LCNetResNet20(RatioModel):
         upper = tf.clip_by_value(tf.searchsorted(points, budget), 1, len(self.operating_points) - 1)
         low, high = tf.gather(points, upper - 1), tf.gather(points, upper)
         weight = tf.clip_by_value((budget - low) / (high - low), 0.0, 1.0)
-        offsets = tf.convert_to_tensor(self.budget_offsets)
+        offsets = tf.cast(self.budget_offsets, budget.dtype)
         return (1.0 - weight) * tf.gather(offsets, upper - 1) + weight * tf.gather(offsets, upper)
 
     def _batch_norm(self, name):
@@ -226,12 +226,14 @@ class LCNetResNet20(RatioModel):
         full = budget >= 1.0
         point = self.stem_bn.point_index(budget)
         x = self._stem(images, point, training)
-        spent = tf.fill(tf.shape(budget), float(self.fixed_cost))
+        spent = tf.fill(tf.shape(budget), tf.constant(self.fixed_cost, x.dtype))
         gate_budget = self.gate_budget(budget)
         for block in self.blocks:
             logit, channel_logits, scale = self._gates(block, x, gate_budget)
-            run = tf.where(full, 1.0, _straight_through(logit))
-            keep = tf.where(full[:, tf.newaxis], 1.0, _straight_through(channel_logits))
+            run = tf.where(full, tf.ones_like(logit), _straight_through(logit))
+            keep = tf.where(
+                full[:, tf.newaxis], tf.ones_like(channel_logits), _straight_through(channel_logits)
+            )
             y = tf.nn.relu(block["bn1"](block["conv1"](x), point, training=training))
             y = y * (keep * scale)[:, tf.newaxis, tf.newaxis, :]
             y = block["bn2"](block["conv2"](y), point, training=training)
@@ -337,8 +339,9 @@ class LCNetResNet20(RatioModel):
         """The training prediction at plan entry `index` (a budget) and the
         budget penalty on the global batch's mean spent fraction."""
         target = self.plan.ratios[index]
-        logits, spent = self.soft_forward(tf.cast(x, "float32"), target * tf.ones(tf.shape(x)[:1]))
-        penalty = self.budget_weight * tf.square(global_mean(spent) - target)
+        images = tf.cast(x, self.compute_dtype)
+        logits, spent = self.soft_forward(images, target * tf.ones(tf.shape(x)[:1]))
+        penalty = self.budget_weight * tf.square(global_mean(spent) - tf.cast(target, spent.dtype))
         return logits, scale_for_replicas(penalty)
 
     def calibrate_budget(self, images, batch_size=250, tolerance=0.005, steps=30):

@@ -57,6 +57,12 @@ class VGG16(DynamicModel):
         self, input_shape=(32, 32, 3), num_classes=10, dropout=0.0, name="vgg16", **kwargs
     ):
         super().__init__(input_shape=input_shape, num_classes=num_classes, name=name, **kwargs)
+        pools = VGG16_CONFIG.count("M")
+        if min(self.image_shape[:2]) < 2**pools:
+            raise ValueError(
+                f"vgg16's {pools} 2x2 max pools need images of at least {2**pools}x{2**pools} "
+                f"pixels; got input_shape={self.image_shape}."
+            )
         self.dropout = float(dropout)
         self.normalize = image_normalization(self.image_shape[-1])
         self.stages = []
