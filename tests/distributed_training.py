@@ -83,10 +83,12 @@ class Interrupt(keras.callbacks.Callback):
 
 
 def fit_interrupted_and_resumed(model, x, y, validation):
-    """Two epochs through the logger, per-epoch calibration and a backup,
-    interrupted after the first and resumed from the backup's checkpoint."""
+    """Two epochs of the sandwich rule through the logger, per-epoch
+    calibration and a backup, interrupted after the first and resumed from
+    the backup's checkpoint."""
     backup_dir = tempfile.mkdtemp()
     with_callbacks = lambda *extra: [
+        *method_callbacks("sandwich", validation),
         callbacks.OperatingPointLogger(validation, ratios=RATIOS),
         callbacks.BatchNormCalibration((x, y), steps=1, frequency="epoch"),
         callbacks.ShardedBackupAndRestore(backup_dir),
