@@ -4,6 +4,7 @@ import http.server
 import json
 import os
 import threading
+import time
 
 import keras
 import numpy as np
@@ -304,3 +305,60 @@ def test_weights_trained_elsewhere_are_published_as_the_preset(monkeypatch, tmp_
         ValueError, match="other.weights.h5 does not hold weights of preset 'mlp_mnist'"
     ):
         preset_training.publish_trained_weights("mlp_mnist", other)
+
+
+class SilentHandler(QuietHandler):
+    """Accepts the request and never answers."""
+
+    def do_GET(self):
+        QuietHandler.requests.append(self.path)
+        time.sleep(5)
+
+
+def test_a_silent_server_times_out_retries_and_names_the_url(serve, tmp_path, monkeypatch):
+    (tmp_path / "published").mkdir()
+    server = serve(tmp_path / "published", SilentHandler)
+    monkeypatch.setenv(weights_download.TIMEOUT_ENV, "0.3")
+    QuietHandler.requests.clear()
+    started = time.monotonic()
+    with pytest.raises(
+        ConnectionError, match=r"'w.bin' from http://127.*no data for 0.3 s.*ZOO_WEIGHTS_URL"
+    ):
+        weights_download.fetch("w.bin", "0" * 64)
+    assert QuietHandler.requests == ["/w.bin"] * 3  # one attempt and two retries
+    assert time.monotonic() - started < 10
+    assert cached_files() == []
+    assert server.url
+
+
+def test_a_read_only_cache_holding_the_file_is_read_offline(tmp_path, monkeypatch):
+    home = tmp_path / "keras_home"
+    (home / "zoo" / "weights").mkdir(parents=True)
+    (home / "zoo" / "weights" / "w.bin").write_bytes(b"abc")
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    monkeypatch.setenv(weights_download.BASE_URL_ENV, "http://127.0.0.1:9/")  # nothing there
+    # Read-only for this process, even when the tests run as root.
+    access = os.access
+    monkeypatch.setattr(
+        paths.os, "access", lambda p, mode: access(p, mode) and not (mode & os.W_OK)
+    )
+    assert paths.keras_home() != str(home)  # Keras's fallback for an unwritable home
+    path = weights_download.fetch("w.bin", digest(b"abc"))
+    assert path == str(home / "zoo" / "weights" / "w.bin")
+
+
+def test_an_unwritable_weights_cache_is_explained(tmp_path, monkeypatch):
+    home = tmp_path / "keras_home"
+    (home / "zoo").mkdir(parents=True)
+    (home / "zoo" / "weights").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    with pytest.raises(PermissionError, match=r"weights cache .* cannot be written.*KERAS_HOME"):
+        weights_download.fetch("w.bin", digest(b"abc"))
+
+
+def test_a_checkout_loads_its_own_saved_models_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.delenv(weights_download.BASE_URL_ENV, raising=False)
+    preset = TRAINED[0]
+    model = zoo.load(preset["name"])
+    assert model.built and not os.path.exists(weights_download.cache_dir())

@@ -68,10 +68,13 @@ def get_preset(name):
 def load(name, pretrained=True):
     """Builds preset `name`, with its trained weights when `pretrained`.
 
-    Weights are fetched once through `keras.utils.get_file` from the
-    project's `saved_models/` (or `$ZOO_WEIGHTS_URL`: a mirror URL or a local
-    folder), verified against the registry's sha256 and cached under
-    `KERAS_HOME/zoo/weights`; later calls read the cache without network.
+    Weights are downloaded once from the project's `saved_models/` (or
+    `$ZOO_WEIGHTS_URL`: a mirror URL or a local folder), verified against
+    the registry's sha256 and cached under `KERAS_HOME/zoo/weights`; later
+    calls read the cache without network. In a source checkout without
+    `$ZOO_WEIGHTS_URL` the checkout's own `saved_models/` is used as it is. A server silent for
+    `$ZOO_DOWNLOAD_TIMEOUT` seconds (default 60) fails an attempt; two more
+    follow before a `ConnectionError` naming the URL.
 
     Args:
         name: a preset name from `list_presets()`.
