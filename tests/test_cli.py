@@ -66,3 +66,85 @@ def test_train_under_a_mirrored_strategy(capsys):
     model = cli.main(["train", "--epochs", "1", "--ratios", "1.0,0.5", "--distribute", "mirrored"])
     assert "replica(s) (mirrored)" in capsys.readouterr().out
     assert model.distribute_strategy.num_replicas_in_sync >= 1
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--epochs", "-1"], r"--epochs: must be a whole number >= 1; got '-1'"),
+        (["--batch-size", "0"], r"--batch-size: must be a whole number >= 1; got '0'"),
+        (["--learning-rate", "nan"], r"--learning-rate: must be a finite number > 0; got 'nan'"),
+        (["--width", "0"], r"--width: must be a finite number > 0"),
+        (["--profile", "cubic"], r"--profile: invalid choice: 'cubic' \(choose from .*linear"),
+        (
+            ["--preset", "resnet99"],
+            r"--preset: invalid choice: 'resnet99' \(choose from .*mlp_mnist",
+        ),
+        (["--output", "model.h5"], r"--output: must end with .keras"),
+        (
+            ["--output", "/no/such/folder/m.keras"],
+            r"--output: the folder /no/such/folder does not exist",
+        ),
+    ],
+)
+def test_bad_train_arguments_are_refused_before_training(capsys, arguments, message):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["train", *arguments])
+    assert exit.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_evaluate_refuses_a_missing_or_damaged_file(tmp_path, capsys):
+    for content in (None, b"", b"PK\x03\x04 truncated"):
+        path = tmp_path / "model.keras"
+        if content is not None:
+            path.write_bytes(content)
+        with pytest.raises(SystemExit):
+            cli.main(["evaluate", str(path)])
+        error = capsys.readouterr().err
+        assert (
+            "neither a file nor a preset" if content is None else "is not a .keras file"
+        ) in error
+
+
+def test_every_flag_has_help_and_shows_its_default():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo", "train", "--help"], capture_output=True, text=True, cwd=root
+    )
+    assert result.returncode == 0
+    for flag, default in [("--epochs", "40"), ("--batch-size", "64"), ("--learning-rate", "0.002")]:
+        assert re.search(rf"{flag} \S+\s+\S.*\(default: {default}\)", result.stdout), flag
+
+
+def test_list_prints_models_and_presets(capsys):
+    cli.main(["list"])
+    out = capsys.readouterr().out
+    assert "resnet20" in out and "mlp_mnist" in out and "trained" in out
+
+
+def test_evaluate_a_preset_by_name_on_its_own_dataset(capsys):
+    model = cli.main(["evaluate", "mlp_mnist", "--ratios", "1.0"])
+    assert model.image_shape == (28, 28, 1) and "1.00" in capsys.readouterr().out
+
+
+def test_train_writes_tensorboard_logs_per_ratio(tmp_path):
+    cli.main(["train", "--epochs", "1", "--ratios", "1.0,0.5", "--log-dir", str(tmp_path)])
+    assert {"train", "r=0.5", "r=1.0"} <= set(os.listdir(tmp_path))
+
+
+def test_a_save_that_fails_after_training_goes_to_a_fallback(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "gone" / "mlp.keras"
+    path.parent.mkdir()
+    original = cli.keras.Model.save
+
+    def save_once_failing(model, filepath, *args, **kwargs):
+        if str(filepath) == str(path):
+            raise OSError("No space left on device")
+        return original(model, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(cli.keras.Model, "save", save_once_failing)
+    cli.main(["train", "--epochs", "1", "--ratios", "1.0", "--output", str(path)])
+    out = capsys.readouterr().out
+    fallback = re.search(r"saved the model to (\S+) instead", out).group(1)
+    assert os.path.exists(fallback)

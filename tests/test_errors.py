@@ -92,6 +92,12 @@ HOSTILE_INPUTS = {
         lambda m: zoo.cost(keras.Sequential([keras.layers.Dense(2)]), 0.5),
         "counts zoo models",
     ),
+    "calibrating batch norm on NaN images": (
+        lambda m: zoo.calibrate_batchnorm(
+            zoo.build("resnet20", width=0.25, blocks_per_stage=1), np.full((4, 32, 32, 3), np.nan)
+        ),
+        "NaN or infinite pixels",
+    ),
     "vgg16 on images too small for its pools": (
         lambda m: zoo.build("vgg16", input_shape=(8, 8, 3)),
         "at least 32x32",

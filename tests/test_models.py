@@ -143,6 +143,17 @@ def test_the_dynamic_model_exports_with_a_ratio_per_image(tmp_path):
         np.testing.assert_allclose(
             served.serve(inputs).numpy(), model(inputs).numpy(), rtol=1e-4, atol=1e-4
         )
+    signature = served.signatures["serving_default"]
+    assert sorted(signature.structured_input_signature[1]) == ["compute_ratio", "images"]
+    np.testing.assert_allclose(
+        signature(images=x, compute_ratio=np.full(4, 0.5, "float32"))["output_0"].numpy(),
+        model(x, compute_ratio=0.5).numpy(),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    for ratios in (np.full(2, 0.5, "float32"), np.array([0.5, 1.0], "float32")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="one value per image"):
+            signature(images=x, compute_ratio=ratios)
 
 
 def test_subnet_serves_uint8_images(tmp_path):

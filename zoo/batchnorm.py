@@ -48,6 +48,13 @@ def calibrate_batchnorm(model, data, ratios=None, steps=10, batch_size=256):
     batches = list(as_dataset(data, batch_size).take(steps))
     if not batches:
         raise ValueError("`data` yielded no batches to calibrate batch norm with.")
+    for index, images in enumerate(batches):
+        if not np.all(np.isfinite(np.asarray(images))):
+            # One NaN would make every later output of the model NaN.
+            raise ValueError(
+                f"Batch {index} of `data` holds NaN or infinite pixels; batch norm was "
+                "not calibrated. Calibrate on finite images."
+            )
     step = tf.Variable(0, dtype="int32", trainable=False)
 
     @tf.function(reduce_retracing=True)

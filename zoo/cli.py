@@ -7,17 +7,22 @@ prints accuracy, multiply-adds and measured latency at each.
 """
 
 import argparse
+import math
+import os
 import sys
+import tempfile
+import zipfile
 
 import keras
 
-from zoo import datasets, distribution
+from zoo import datasets, distribution, profiles
 from zoo.batchnorm import calibrate_batchnorm
 from zoo.cost import cost
 from zoo.evaluation import evaluate_ratios
 from zoo.latency import measure_latency
 from zoo.layers import DynamicBatchNormalization
 from zoo.models import build, list_models
+from zoo.presets import get_preset, list_presets, load
 from zoo.ratio import check_ratio_list
 
 DEFAULT_RATIOS = "1.0,0.75,0.5,0.25"
@@ -36,28 +41,104 @@ def parse_ratios(text):
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {text!r}")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0; got {text!r}")
+    return value
+
+
+def output_path(text):
+    """A `.keras` path whose folder exists and can be written: checked before
+    any training, so a finished run is never lost to a bad path."""
+    if not text.endswith(".keras"):
+        raise argparse.ArgumentTypeError(f"must end with .keras; got {text!r}")
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"the folder {folder} cannot be written")
+    return text
+
+
+def model_source(text):
+    """A saved `.keras` file, or a preset name."""
+    if text in preset_names():
+        return text
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a file nor a preset; presets: {', '.join(preset_names())}"
+        )
+    if not zipfile.is_zipfile(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a .keras file (the zip archive `model.save` writes): it is "
+            "empty, truncated or of another format"
+        )
+    return text
+
+
+def preset_names():
+    return [preset["name"] for preset in list_presets()]
+
+
 def make_parser():
-    parser = argparse.ArgumentParser(prog="python -m zoo", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command")
-    train = commands.add_parser("train", help="train a model, then evaluate it")
-    train.add_argument("--model", default="mlp", choices=list_models())
-    train.add_argument("--epochs", type=int, default=40)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--learning-rate", type=float, default=2e-3)
-    train.add_argument("--width", type=float, default=1.0, help="channel multiplier")
-    train.add_argument("--profile", default="uniform")
-    train.add_argument("--output", help="save the trained model to this .keras file")
+    parser = argparse.ArgumentParser(
+        prog="python -m zoo",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{train,evaluate,list}")
+    defaults = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter}
+    train = commands.add_parser("train", help="train a model, then evaluate it", **defaults)
+    train.add_argument("--model", default="mlp", choices=list_models(), help="architecture")
+    train.add_argument("--epochs", type=positive_int, default=40, help="passes over the data")
+    train.add_argument(
+        "--batch-size", type=positive_int, default=64, help="images per training step"
+    )
+    train.add_argument(
+        "--learning-rate", type=positive_float, default=2e-3, help="Adam's learning rate"
+    )
+    train.add_argument("--width", type=positive_float, default=1.0, help="channel multiplier")
+    train.add_argument(
+        "--profile",
+        default="uniform",
+        choices=profiles.list_profiles(),
+        help="IDP profile: how much each channel counts",
+    )
+    train.add_argument(
+        "--output", type=output_path, help="save the trained model to this .keras file"
+    )
+    train.add_argument(
+        "--log-dir",
+        help="write TensorBoard logs here: Keras's scalars, and accuracy per ratio on the "
+        "test images (one run per ratio); open with `tensorboard --logdir DIR`",
+    )
     train.add_argument(
         "--distribute",
         default="none",
         choices=distribution.STRATEGIES,
         help="train under a tf.distribute strategy: mirrored (every local GPU, or the CPU); "
-        "--batch-size is then the global batch (default: none)",
+        "--batch-size is then the global batch",
     )
     train.add_argument(
         "--preset",
-        help="reproduce a preset from its recipe (zoo.list_presets()); its weights go to "
-        "--weights-dir and its registry entry is updated",
+        choices=preset_names(),
+        metavar="PRESET",
+        help="reproduce a preset from its recipe (see `python -m zoo list`); its weights go "
+        "to --weights-dir and its registry entry is updated",
     )
     train.add_argument(
         "--weights-dir",
@@ -66,8 +147,8 @@ def make_parser():
     )
     train.add_argument(
         "--checkpoint-dir",
-        help="Checkpoint folder (ShardedBackupAndRestore): an interrupted preset run resumes from it "
-        "(default: ZOO_RUNS_DIR or KERAS_HOME/zoo/runs, then PRESET-<recipe hash>)",
+        help="checkpoint folder (ShardedBackupAndRestore): an interrupted preset run resumes "
+        "from it (default: ZOO_RUNS_DIR or KERAS_HOME/zoo/runs, then PRESET-<recipe hash>)",
     )
     train.add_argument(
         "--recalibrate",
@@ -81,16 +162,43 @@ def make_parser():
         help="with --preset: no training; publish these weights, trained elsewhere by the "
         "preset's recipe (a benchmark run's .weights.h5)",
     )
-    evaluate = commands.add_parser("evaluate", help="evaluate a saved model")
-    evaluate.add_argument("model_path", help="a .keras file saved by `train`")
+    evaluate = commands.add_parser(
+        "evaluate", help="evaluate a saved model or a preset", **defaults
+    )
+    evaluate.add_argument(
+        "model_path",
+        type=model_source,
+        metavar="MODEL",
+        help="a .keras file saved by `train --output`, or a preset name",
+    )
+    commands.add_parser("list", help="list the architectures and the presets", **defaults)
     for command in (train, evaluate):
-        command.add_argument("--dataset", default="digits", choices=datasets.list_datasets())
+        command.add_argument(
+            "--dataset",
+            choices=datasets.list_datasets(),
+            help="dataset (default: digits for train, the preset's own for a preset)",
+        )
         command.add_argument(
             "--data-dir", help=f"local data directory (default: ${datasets.DATA_DIR_ENV})"
         )
-        command.add_argument("--ratios", type=parse_ratios, default=parse_ratios(DEFAULT_RATIOS))
-        command.add_argument("--seed", type=int, default=0)
+        command.add_argument(
+            "--ratios",
+            type=parse_ratios,
+            default=parse_ratios(DEFAULT_RATIOS),
+            help="compute ratios to train and evaluate, comma-separated, each in (0, 1]",
+        )
+        command.add_argument("--seed", type=int, default=0, help="random seed")
     return parser
+
+
+def print_list():
+    print("Architectures: " + ", ".join(list_models()))
+    print(f"\n{'preset':<20} {'dataset':<9} {'accuracy at 1.0':>16}  trained")
+    for preset in list_presets():
+        accuracy = preset["accuracy"].get("1.0")
+        shown = f"{100 * accuracy:.2f}%" if accuracy is not None else "-"
+        trained = "yes" if preset["trained"] else "no"
+        print(f"{preset['name']:<20} {preset['dataset']:<9} {shown:>16}  {trained}")
 
 
 def reproduce_preset(args):
@@ -115,7 +223,12 @@ def reproduce_preset(args):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    args = make_parser().parse_args(argv or ["train"])
+    parser = make_parser()
+    args = parser.parse_args(argv or ["train"])
+    if args.command is None:
+        parser.error("give a command: train, evaluate or list")
+    if args.command == "list":
+        return print_list()
     keras.utils.set_random_seed(args.seed)
     if args.command == "train" and not args.preset:
         if args.recalibrate:
@@ -124,23 +237,33 @@ def main(argv=None):
             raise SystemExit("--from-weights publishes a preset: give it with --preset NAME.")
     if args.command == "train" and args.preset:
         return reproduce_preset(args)
-    test = datasets.load_arrays(args.dataset, "test", args.data_dir)
     if args.command == "evaluate":
-        model = keras.saving.load_model(args.model_path)
+        model, dataset = load_for_evaluation(args.model_path, args.dataset)
     else:
-        train = datasets.load_arrays(args.dataset, "train", args.data_dir)
-        model = train_model(args, train)
+        dataset = args.dataset or "digits"
+        train = datasets.load_arrays(dataset, "train", args.data_dir)
+    test = datasets.load_arrays(dataset, "test", args.data_dir)
+    if args.command == "train":
+        model = train_model(args, train, test, dataset)
     print_table(model, test, args.ratios)
     return model
 
 
-def train_model(args, train):
+def load_for_evaluation(source, dataset):
+    """The model of a preset name or a `.keras` file, and the dataset to
+    evaluate it on (a preset's own by default)."""
+    if source in preset_names():
+        return load(source), dataset or get_preset(source)["dataset"]
+    return keras.saving.load_model(source), dataset or "digits"
+
+
+def train_model(args, train, test, dataset):
     distributed = args.distribute != "none"
     with distribution.scope(args.distribute) as strategy:
         model = build(
             args.model,
             input_shape=train[0].shape[1:],
-            num_classes=datasets.NUM_CLASSES[args.dataset],
+            num_classes=datasets.NUM_CLASSES[dataset],
             operating_points=args.ratios,
             width=args.width,
             profile=args.profile,
@@ -155,19 +278,42 @@ def train_model(args, train):
         print(f"Training on {strategy.num_replicas_in_sync} replica(s) ({args.distribute})")
     # Every step trains all the ratios, widest first: one model for all.
     model.set_training_plan(args.ratios)
-    print(f"Training {args.model} on {args.dataset} at ratios {args.ratios}")
+    print(f"Training {args.model} on {dataset} at ratios {args.ratios}")
     model.fit(
         *train,
         batch_size=args.batch_size,
         epochs=args.epochs,
         verbose=2 if not sys.stdout.isatty() else 1,
+        callbacks=tensorboard_callbacks(args.log_dir, test, args.ratios),
     )
     if any(isinstance(l, DynamicBatchNormalization) for l in model.dynamic_layers):
         calibrate_batchnorm(model, train[0], args.ratios)
     if args.output:
-        model.save(args.output)
-        print(f"Saved {args.output}")
+        save(model, args.output)
     return model
+
+
+def tensorboard_callbacks(log_dir, test, ratios):
+    if not log_dir:
+        return []
+    from callbacks import OperatingPointLogger
+
+    return [
+        keras.callbacks.TensorBoard(log_dir),
+        OperatingPointLogger(test, ratios=ratios, log_dir=log_dir),
+    ]
+
+
+def save(model, path):
+    """Saves the trained model; if that fails anyway (a disk full, a folder
+    removed meanwhile), saves it in the temporary folder and says where."""
+    try:
+        model.save(path)
+        print(f"Saved {path}")
+    except OSError as error:
+        fallback = os.path.join(tempfile.mkdtemp(prefix="zoo-"), os.path.basename(path))
+        model.save(fallback)
+        print(f"Could not save {path} ({error}); saved the model to {fallback} instead.")
 
 
 def print_table(model, test, ratios):

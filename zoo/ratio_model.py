@@ -215,10 +215,11 @@ class RatioModel(PlanTrainStep, keras.Model):
 
     def serving_signature(self):
         """The input of an exported model: `{"images": (batch, *image_shape),
-        "compute_ratio": (batch,)}`, both float32, a ratio per image."""
+        "compute_ratio": (batch,)}`, both float32, a ratio per image; the
+        exported signature's inputs carry these names."""
         return {
-            "images": keras.InputSpec(shape=(None, *self.image_shape), dtype="float32"),
-            "compute_ratio": keras.InputSpec(shape=(None,), dtype="float32"),
+            "images": tf.TensorSpec((None, *self.image_shape), "float32", name="images"),
+            "compute_ratio": tf.TensorSpec((None,), "float32", name="compute_ratio"),
         }
 
     def export(
