@@ -117,10 +117,13 @@ def test_every_flag_has_help_and_shows_its_default():
         assert re.search(rf"{flag} \S+\s+\S.*\(default: {default}\)", result.stdout), flag
 
 
-def test_list_prints_models_and_presets(capsys):
-    cli.main(["list"])
+def test_presets_and_models_print_tables(capsys):
+    cli.main(["presets"])
     out = capsys.readouterr().out
-    assert "resnet20" in out and "mlp_mnist" in out and "trained" in out
+    assert "accuracy at 1.0" in out and re.search(r"resnet20_cifar10 +resnet20 +cifar10 +\d", out)
+    cli.main(["models"])
+    out = capsys.readouterr().out
+    assert re.search(r"resnet20 +\d", out) and "lcnet_resnet20" in out
 
 
 def test_evaluate_a_preset_by_name_on_its_own_dataset(capsys):

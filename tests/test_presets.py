@@ -362,3 +362,19 @@ def test_a_checkout_loads_its_own_saved_models_offline(tmp_path, monkeypatch):
     preset = TRAINED[0]
     model = zoo.load(preset["name"])
     assert model.built and not os.path.exists(weights_download.cache_dir())
+
+
+def test_a_preset_fine_tunes_on_another_dataset_with_a_new_classifier():
+    name = "resnet20_cifar10"
+    pretrained = zoo.load(name)
+    model = zoo.load(name, num_classes=100)
+    assert model.num_classes == 100
+    assert model(np.zeros((2, 32, 32, 3)), compute_ratio=0.5).shape == (2, 100)
+    changed = [
+        new.path
+        for old, new in zip(pretrained.weights, model.weights)
+        if old.shape != new.shape or not np.array_equal(old.numpy(), new.numpy())
+    ]
+    assert changed and all("classifier" in path or "logits" in path for path in changed), changed
+    gray = zoo.load(name, num_classes=10, input_shape=(28, 28, 1))
+    assert gray(np.zeros((2, 28, 28, 1)), compute_ratio=0.25).shape == (2, 10)

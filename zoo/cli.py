@@ -14,6 +14,7 @@ import tempfile
 import zipfile
 
 import keras
+import numpy as np
 
 from zoo import datasets, distribution, profiles
 from zoo.batchnorm import calibrate_batchnorm
@@ -100,7 +101,7 @@ def make_parser():
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", metavar="{train,evaluate,list}")
+    commands = parser.add_subparsers(dest="command", metavar="{train,evaluate,presets,models}")
     defaults = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter}
     train = commands.add_parser("train", help="train a model, then evaluate it", **defaults)
     train.add_argument("--model", default="mlp", choices=list_models(), help="architecture")
@@ -137,7 +138,7 @@ def make_parser():
         "--preset",
         choices=preset_names(),
         metavar="PRESET",
-        help="reproduce a preset from its recipe (see `python -m zoo list`); its weights go "
+        help="reproduce a preset from its recipe (see `python -m zoo presets`); its weights go "
         "to --weights-dir and its registry entry is updated",
     )
     train.add_argument(
@@ -171,7 +172,8 @@ def make_parser():
         metavar="MODEL",
         help="a .keras file saved by `train --output`, or a preset name",
     )
-    commands.add_parser("list", help="list the architectures and the presets", **defaults)
+    commands.add_parser("presets", help="print the pretrained presets as a table", **defaults)
+    commands.add_parser("models", help="print the architectures", **defaults)
     for command in (train, evaluate):
         command.add_argument(
             "--dataset",
@@ -191,14 +193,19 @@ def make_parser():
     return parser
 
 
-def print_list():
-    print("Architectures: " + ", ".join(list_models()))
-    print(f"\n{'preset':<20} {'dataset':<9} {'accuracy at 1.0':>16}  trained")
-    for preset in list_presets():
-        accuracy = preset["accuracy"].get("1.0")
-        shown = f"{100 * accuracy:.2f}%" if accuracy is not None else "-"
-        trained = "yes" if preset["trained"] else "no"
-        print(f"{preset['name']:<20} {preset['dataset']:<9} {shown:>16}  {trained}")
+def print_models():
+    print(f"{'architecture':<16} {'parameters':>11} {'multiply-adds at 1.0':>21}")
+    for name in list_models():
+        model = build(name)
+        counted = cost(model, 1.0, data=default_images(model))
+        print(f"{name:<16} {model.count_params():>11,} {counted['flops']:>21,.0f}")
+
+
+def default_images(model):
+    """A few images for a model whose cost depends on its input, else None."""
+    if not model.cost_depends_on_data:
+        return None
+    return np.random.default_rng(0).uniform(0, 255, (8, *model.image_shape)).astype("float32")
 
 
 def reproduce_preset(args):
@@ -226,9 +233,11 @@ def main(argv=None):
     parser = make_parser()
     args = parser.parse_args(argv or ["train"])
     if args.command is None:
-        parser.error("give a command: train, evaluate or list")
-    if args.command == "list":
-        return print_list()
+        parser.error("give a command: train, evaluate, presets or models")
+    if args.command == "presets":
+        return print(list_presets())
+    if args.command == "models":
+        return print_models()
     keras.utils.set_random_seed(args.seed)
     if args.command == "train" and not args.preset:
         if args.recalibrate:

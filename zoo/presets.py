@@ -40,7 +40,7 @@ def list_presets():
         (`{ratio: test accuracy}`), `mult_adds` (`{ratio: multiply-adds}`),
         `weights_bytes` and `trained` (whether weights are published yet).
     """
-    rows = []
+    rows = PresetTable()
     for name, entry in sorted(_registry().items()):
         rows.append(
             {
@@ -57,6 +57,47 @@ def list_presets():
     return rows
 
 
+class PresetTable(list):
+    """The list `list_presets()` returns, shown as a table at the prompt
+    and in a notebook."""
+
+    COLUMNS = ("name", "architecture", "dataset", "accuracy at 1.0", "at 0.25", "weights")
+
+    def rows(self):
+        for preset in self:
+            accuracy = preset["accuracy"]
+            size = preset["weights_bytes"]
+            yield (
+                preset["name"],
+                preset["architecture"],
+                preset["dataset"],
+                _percent(accuracy.get("1.00")),
+                _percent(accuracy.get("0.25")),
+                f"{size / 1e6:.1f} MB" if size and preset["trained"] else "not published",
+            )
+
+    def __str__(self):
+        table = [self.COLUMNS, *self.rows()]
+        widths = [max(len(row[i]) for row in table) for i in range(len(self.COLUMNS))]
+        return "\n".join(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in table
+        )
+
+    __repr__ = __str__
+
+    def _repr_html_(self):
+        head = "".join(f"<th>{column}</th>" for column in self.COLUMNS)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in self.rows()
+        )
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _percent(value):
+    """A registry accuracy (in percent) as shown in the table."""
+    return "-" if value is None else f"{value:.2f}%"
+
+
 def get_preset(name):
     """The registry entry of preset `name` (a dict), or a clear error."""
     registry = _registry()
@@ -65,8 +106,15 @@ def get_preset(name):
     return dict(registry[name], name=name)
 
 
-def load(name, pretrained=True):
+def load(name, pretrained=True, num_classes=None, input_shape=None):
     """Builds preset `name`, with its trained weights when `pretrained`.
+
+    With `num_classes` (and, for an architecture that allows it, another
+    `input_shape`), the model is rebuilt for a new dataset: every weight
+    whose shape does not change (the whole body of a convolutional network
+    with global pooling) keeps its pretrained value, and the rest (the
+    classifier, and the first layer when the image channels change) starts
+    from Keras's initializers, ready to fine-tune.
 
     Weights are downloaded once from the project's `saved_models/` (or
     `$ZOO_WEIGHTS_URL`: a mirror URL or a local folder), verified against
@@ -79,6 +127,8 @@ def load(name, pretrained=True):
     Args:
         name: a preset name from `list_presets()`.
         pretrained: load the trained weights (else the untrained model).
+        num_classes: classes of a new classifier (default: the preset's).
+        input_shape: shape of one image for a new dataset (default: the preset's).
 
     Raises:
         ValueError: an unknown name (the message lists the known ones), or a
@@ -89,9 +139,12 @@ def load(name, pretrained=True):
     Example:
     >>> model = zoo.load("mlp_mnist")
     >>> model(x, compute_ratio=0.25)
+    >>> cifar100 = zoo.load("resnet20_cifar10", num_classes=100)  # new classifier
+    >>> cifar100.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(True))
     """
     preset = get_preset(name)
-    model = build(preset["architecture"], **preset["arguments"])
+    arguments = dict(preset["arguments"])
+    model = build(preset["architecture"], **arguments)
     if pretrained:
         if not preset.get("sha256"):
             raise ValueError(
@@ -100,7 +153,33 @@ def load(name, pretrained=True):
             )
         path = weights_download.fetch(preset["weights"], preset["sha256"])
         model.load_weights(path)
-    return model
+    if num_classes is not None:
+        arguments["num_classes"] = num_classes
+    if input_shape is not None:
+        arguments["input_shape"] = tuple(input_shape)
+    if arguments == preset["arguments"]:
+        return model
+    adapted = build(preset["architecture"], **arguments)
+    transfer_weights(model, adapted)
+    return adapted
+
+
+def transfer_weights(source, target):
+    """Copies each weight of `source` into the same weight of `target` when
+    their shapes agree; returns the paths of `target`'s weights left as
+    initialized."""
+    if len(source.weights) != len(target.weights):
+        raise ValueError(
+            f"{target.name} has another structure than {source.name}: cannot transfer weights."
+        )
+    fresh = []
+    for old, new in zip(source.weights, target.weights):
+        if tuple(old.shape) == tuple(new.shape):
+            new.assign(old)
+        else:
+            fresh.append(new.path)
+    target.weights_changed()
+    return fresh
 
 
 def update_preset(name, **fields):
