@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import real_dataset
 
 from zoo import cli
 
@@ -127,6 +128,7 @@ def test_presets_and_models_print_tables(capsys):
 
 
 def test_evaluate_a_preset_by_name_on_its_own_dataset(capsys):
+    real_dataset("mnist", "test[:1]")
     model = cli.main(["evaluate", "mlp_mnist", "--ratios", "1.0"])
     assert model.image_shape == (28, 28, 1) and "1.00" in capsys.readouterr().out
 

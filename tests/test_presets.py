@@ -9,6 +9,7 @@ import time
 import keras
 import numpy as np
 import pytest
+from conftest import real_dataset
 
 import zoo
 from zoo import paths, weights_download
@@ -190,7 +191,7 @@ def held_out_splits():
     from zoo.preset_training import HELD_OUT_SPLIT
 
     datasets = {p["dataset"] for p in TRAINED}
-    return {name: zoo.datasets.load_arrays(name, HELD_OUT_SPLIT) for name in datasets}
+    return {name: real_dataset(name, HELD_OUT_SPLIT) for name in datasets}
 
 
 @pytest.mark.parametrize("name", [p["name"] for p in TRAINED])
