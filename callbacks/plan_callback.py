@@ -40,6 +40,22 @@ class PlanCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.state = CallbackState(self.model, self.state_window)
         self.progress = EpochProgress(self.model, self.state_window)
+        self.model.training_methods[type(self).__name__] = self.settings()
+
+    def settings(self):
+        """The callback's settings as flat `{name: number or text}`, recorded
+        in TensorBoard's HParams by `OperatingPointLogger`."""
+        settings = {}
+        for name, value in vars(self).items():
+            if name.startswith("_") or name in ("model", "params", "state", "progress"):
+                continue
+            if isinstance(value, (bool, int, float, str)):
+                settings[name] = value
+            elif isinstance(value, (list, tuple)) and all(
+                isinstance(v, (int, float)) for v in value
+            ):
+                settings[name] = ",".join(f"{float(v):g}" for v in value)
+        return settings
 
     def on_train_end(self, logs=None):
         self.model.set_training_plan([1.0])

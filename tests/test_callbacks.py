@@ -1,7 +1,12 @@
+import json
+import struct
+import subprocess
+import sys
+import time
+
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from conftest import Interrupt
 
 import callbacks
@@ -306,27 +311,122 @@ def test_logger_on_a_plain_keras_model_says_what_it_needs(data):
         model.fit(*data, epochs=1, callbacks=[logger], verbose=0)
 
 
-def test_logger_tensorboard_runs_read_back(data, tmp_path):
-    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+def start_tensorboard(log_dir):
+    """A real TensorBoard server on 127.0.0.1 over `log_dir`, loaded once."""
+    import socket
 
-    model = mlp(0.01)
-    logger = callbacks.OperatingPointLogger(
-        data, ratios=[1.0, 0.5, 0.25], log_dir=str(tmp_path), hparams={"seed": 0}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            f"--logdir={log_dir}",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--load_fast=false",
+            "--reload_interval=0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    model.fit(*data, batch_size=16, epochs=2, callbacks=[logger], verbose=0)
-    runs = EventMultiplexer().AddRunsFromDirectory(str(tmp_path))
-    runs.Reload()
-    assert {"r=1.0", "r=0.5", "r=0.25"} <= set(runs.Runs())
-    events = runs.Tensors("r=0.25", "operating_point/accuracy")
-    assert [e.step for e in events] == [0, 1]
-    mult_adds = tf.make_ndarray(runs.Tensors("r=0.25", "operating_point/mult_adds")[0].tensor_proto)
-    assert float(mult_adds) == zoo.cost(model, 0.25)["flops"]
-    root = runs.Runs()["."]
-    assert "accuracy_vs_mult_adds" in root["tensors"]
-    assert (
-        "custom_scalars__config__" in root["tensors"]
-        and "_hparams_/session_start_info" in root["tensors"]
-    )
+    return server, f"http://127.0.0.1:{port}"
+
+
+def tensorboard_json(url, path, body=None, timeout=60):
+    """A TensorBoard HTTP API answer, waiting for the server to come up."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        request = urllib.request.Request(url + path)
+        if body is not None:
+            request.data = json.dumps(body).encode()
+            request.add_header("Content-Type", "application/json")
+            request.add_header("X-XSRF-Protected", "1")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                data = response.read()
+                return (
+                    data
+                    if path.startswith("/data/plugin/images/individualImage")
+                    else json.loads(data)
+                )
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_logger_runs_as_a_real_tensorboard_server_shows_them(data, tmp_path):
+    logs = tmp_path / "logs"
+    for run, extra in (
+        (
+            "sandwich",
+            [callbacks.SubnetSampler(ratios=[1.0, 0.5, 0.25], sandwich=True, num_ratios=3)],
+        ),
+        ("plain", []),
+    ):
+        model = mlp(0.01)
+        logger = callbacks.OperatingPointLogger(data, ratios=[1.0, 0.5, 0.25], log_dir=logs / run)
+        model.fit(*data, batch_size=16, epochs=2, callbacks=[*extra, logger], verbose=0)
+    server, url = start_tensorboard(logs)
+    try:
+        runs = set(tensorboard_json(url, "/data/runs"))
+        for run in ("sandwich", "plain"):
+            assert {run, f"{run}/r=1.0", f"{run}/r=0.5", f"{run}/r=0.25"} <= runs
+        scalars = tensorboard_json(url, "/data/plugin/scalars/tags")
+        assert set(scalars["sandwich/r=0.25"]) == {
+            "operating_point/accuracy",
+            "operating_point/loss",
+        }
+        assert {"accuracy@1.0", "accuracy@0.25"} <= set(scalars["plain"])
+        points = tensorboard_json(
+            url, "/data/plugin/scalars/scalars?run=plain/r%3D0.5&tag=operating_point/accuracy"
+        )
+        assert [step for _, step, _ in points] == [0, 1]
+
+        groups = tensorboard_json(
+            url,
+            "/data/plugin/hparams/session_groups",
+            {
+                "experimentName": "",
+                "allowedStatuses": ["STATUS_UNKNOWN"],
+                "colParams": [],
+                "startIndex": 0,
+                "sliceSize": 10,
+            },
+        )["sessionGroups"]
+        trials = {group["name"]: group["hparams"] for group in groups}
+        assert set(trials) == {"sandwich", "plain"}  # named after the runs
+        sandwich = trials["sandwich"]
+        assert sandwich["method"] == "SubnetSampler" and trials["plain"]["method"] == "plan"
+        assert (
+            sandwich["SubnetSampler.num_ratios"] == 3 and sandwich["SubnetSampler.sandwich"] is True
+        )
+        assert sandwich["epochs"] == 2 and sandwich["batch_size"] == 16
+        assert sandwich["optimizer"] == "SGD" and sandwich["learning_rate"] == pytest.approx(0.01)
+        assert sandwich["mult_adds@0.25"] == zoo.cost(model, 0.25)["flops"]
+
+        layout = tensorboard_json(url, "/data/plugin/custom_scalars/layout")
+        titles = [c["title"] for category in layout["category"] for c in category["chart"]]
+        assert "accuracy: a line per operating point" in titles
+        assert "accuracy at 0.25: a line per run" in titles
+
+        images = tensorboard_json(url, "/data/plugin/images/tags")
+        assert "accuracy_vs_mult_adds" in images["plain"]
+        (last, *_) = tensorboard_json(
+            url, "/data/plugin/images/images?run=plain&tag=accuracy_vs_mult_adds&sample=0"
+        )[::-1]
+        png = tensorboard_json(url, "/data/plugin/images/individualImage?" + last["query"])
+        width, height = struct.unpack(">II", png[16:24])  # the PNG header's IHDR
+        assert last["step"] == 1 and width >= 800 and height >= 550
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 # -- BatchNormCalibration -------------------------------------------------------

@@ -258,6 +258,19 @@ class RatioModel(PlanTrainStep, keras.Model):
                 stacklevel=2,
             )
 
+    @property
+    def training_methods(self):
+        """The current `fit`'s training callbacks and their settings,
+        `{name: {setting: value}}` (and `"fit"`: its batch size and
+        epochs), filled as training begins; `OperatingPointLogger` records
+        them as hyperparameters."""
+        methods = self.__dict__.get("_training_methods")
+        if methods is None:
+            methods = {}
+            # Plain attribute: a description of the run, not model state.
+            object.__setattr__(self, "_training_methods", methods)
+        return methods
+
     # -- weights -------------------------------------------------------------------
 
     def weights_changed(self):
@@ -273,6 +286,10 @@ class RatioModel(PlanTrainStep, keras.Model):
         """Keras's `fit`; a callback with `resume_epoch()` (a backup such as
         `callbacks.ShardedBackupAndRestore`) sets where it starts."""
         arguments = FIT_SIGNATURE.bind_partial(self, *args, **kwargs).arguments
+        self.training_methods.clear()
+        self.training_methods["fit"] = {
+            key: arguments[key] for key in ("batch_size", "epochs") if arguments.get(key)
+        }
         if "initial_epoch" not in arguments:
             resumed = [
                 callback.resume_epoch()
