@@ -87,9 +87,12 @@ def write_results(name, data, markdown, readme=True):
         embed_in_readme(name, markdown)
 
 
-def embed_in_readme(name, markdown):
-    """Replaces the README's `<!-- NAME table -->` section with `markdown`."""
-    path = os.path.join(ROOT, "README.md")
+BENCHMARKS_README = os.path.join(ROOT, "benchmarks", "README.md")
+
+
+def embed_in_readme(name, markdown, path=BENCHMARKS_README):
+    """Replaces the `<!-- NAME table -->` section of a README (the
+    benchmarks' by default) with `markdown`."""
     with open(path) as file:
         readme = file.read()
     start, end = f"<!-- {name} table -->", f"<!-- end {name} table -->"
