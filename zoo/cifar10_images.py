@@ -12,6 +12,7 @@ import os
 import tarfile
 import zlib
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -125,12 +126,25 @@ def _decode_image_folders(source):
                 f"{classes}; expected {list(CIFAR10_CLASSES)}."
             )
         entries = _interleave_classes(entries)
-        images = np.stack([_decode(read(), source) for _, _, read in entries])
+        images = _decode_with_progress(entries, source, split)
         if images.shape[1:] != (32, 32, 3):
             raise ValueError(f"Malformed CIFAR-10 at {source}: images of shape {images.shape[1:]}.")
         arrays[f"x_{split}"] = images
         arrays[f"y_{split}"] = np.array([CIFAR10_CLASSES.index(c) for c, _, _ in entries], "uint8")
     return arrays
+
+
+def _decode_with_progress(entries, source, split):
+    """Decodes every image of a split, with a progress bar: about a minute,
+    once; later loads read the cache."""
+    print(f"Decoding CIFAR-10 {split} images from {source} (once; cached afterwards)")
+    progress = keras.utils.Progbar(len(entries), unit_name="image")
+    images = []
+    for index, (_, _, read) in enumerate(entries, 1):
+        images.append(_decode(read(), source))
+        if index % 1000 == 0 or index == len(entries):
+            progress.update(index)
+    return np.stack(images)
 
 
 def _interleave_classes(entries):
