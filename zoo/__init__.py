@@ -5,6 +5,7 @@ from zoo.batchnorm import calibrate_batchnorm
 from zoo.cost import cost, static_cost
 from zoo.dynamic_model import DynamicModel
 from zoo.evaluation import evaluate_ratios
+from zoo.litert_export import export_litert
 from zoo.models import build, list_models
 from zoo.presets import list_presets, load
 from zoo.ratio_model import RatioModel
@@ -20,6 +21,7 @@ __all__ = [
     "distribution",
     "effort",
     "evaluate_ratios",
+    "export_litert",
     "build",
     "calibrate_batchnorm",
     "cost",

@@ -1,0 +1,54 @@
+"""`zoo.export_litert`: one `.tflite` file, a signature per operating point,
+run with the LiteRT interpreter itself."""
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+from conftest import random_images, randomize_batchnorm
+
+import zoo
+
+RATIOS = [1.0, 0.5, 0.25]
+
+
+@pytest.fixture(scope="module")
+def model():
+    model = zoo.build("resnet20", width=0.25, blocks_per_stage=1, operating_points=RATIOS)
+    randomize_batchnorm(model)
+    return model
+
+
+def test_every_signature_computes_the_model_at_its_ratio(model, tmp_path):
+    path = str(tmp_path / "model.tflite")
+    assert zoo.export_litert(model, path) == {"ratio_100": 1.0, "ratio_050": 0.5, "ratio_025": 0.25}
+    interpreter = Interpreter(path)  # builtin operators only: no Flex delegate here
+    signatures = interpreter.get_signature_list()
+    assert set(signatures) == {"ratio_100", "ratio_050", "ratio_025"}
+    assert all(s == {"inputs": ["images"], "outputs": ["logits"]} for s in signatures.values())
+    x = random_images(model, batch=4)
+    for name, ratio in (("ratio_100", 1.0), ("ratio_050", 0.5), ("ratio_025", 0.25)):
+        logits = interpreter.get_signature_runner(name)(images=x)["logits"]
+        expected = model(x, compute_ratio=ratio).numpy()
+        np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("quantize", ["dynamic", "int8"])
+def test_quantized_files_run(model, tmp_path, quantize):
+    path = str(tmp_path / f"{quantize}.tflite")
+    x = random_images(model, batch=8)
+    zoo.export_litert(model, path, ratios=[0.5], quantize=quantize, representative_data=x)
+    logits = Interpreter(path).get_signature_runner("ratio_050")(images=x[:2])["logits"]
+    assert logits.shape == (2, 10) and np.all(np.isfinite(logits))
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"ratios": [1.5]}, r"`ratios` must be in \(0, 1\]"),
+        ({"quantize": "int4"}, "`quantize` must be one of"),
+        ({"quantize": "int8"}, "pass `representative_data`"),
+    ],
+)
+def test_bad_export_arguments_are_refused(model, tmp_path, arguments, message):
+    with pytest.raises(ValueError, match=message):
+        zoo.export_litert(model, str(tmp_path / "m.tflite"), **arguments)
