@@ -51,6 +51,8 @@ def build(arch, method, synchronized):
         kwargs["input_shape"] = (8, 8, 1)
     if arch == "vgg16":
         kwargs["width"] = 0.125
+    if arch in ("resnet20", "lcnet_resnet20"):
+        kwargs["blocks_per_stage"] = 1  # every kind of block, a third of the tracing
     if method in ("tesla", "r_tesla"):
         kwargs["profile"] = "linear"
     if method == "atp":

@@ -92,6 +92,7 @@ def test_float32_conv_model_on_two_replicas_stays_close():
 
 
 def test_unsynchronized_batch_norm_trains_on_each_replicas_share():
+    # In float32, as users train.
     row = run_cases(["resnet20:sandwich:nosync"], images=16, **FLOAT32_SETTINGS)[
         "resnet20:sandwich:nosync"
     ]
