@@ -52,3 +52,26 @@ def test_quantized_files_run(model, tmp_path, quantize):
 def test_bad_export_arguments_are_refused(model, tmp_path, arguments, message):
     with pytest.raises(ValueError, match=message):
         zoo.export_litert(model, str(tmp_path / "m.tflite"), **arguments)
+
+
+def test_a_model_without_static_sub_nets_is_refused(tmp_path):
+    lcnet = zoo.build("lcnet_resnet20", blocks_per_stage=1)
+    with pytest.raises(ValueError, match="LC-Net's gates choose blocks per input"):
+        zoo.export_litert(lcnet, str(tmp_path / "m.tflite"))
+
+
+@pytest.mark.parametrize(
+    "architecture, arguments",
+    [("mlp", {}), ("vgg16", {"width": 0.125}), ("mobilenet", {"width": 0.25})],
+)
+def test_every_architecture_exports(tmp_path, architecture, arguments):
+    model = zoo.build(architecture, operating_points=[0.5, 1.0], **arguments)
+    randomize_batchnorm(model)
+    path = str(tmp_path / "model.tflite")
+    zoo.export_litert(model, path)
+    interpreter = Interpreter(path)
+    x = random_images(model, batch=2)
+    for name, ratio in (("ratio_100", 1.0), ("ratio_050", 0.5)):
+        logits = interpreter.get_signature_runner(name)(images=x)["logits"]
+        expected = model(x, compute_ratio=ratio).numpy()
+        np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())

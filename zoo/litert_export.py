@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from zoo.dynamic_model import DynamicModel
 from zoo.ratio import check_ratio_list
 from zoo.subnet import extract_subnet
 
@@ -46,6 +47,12 @@ def export_litert(model, path, ratios=None, quantize=None, representative_data=N
     >>> runner = Interpreter("resnet20.tflite").get_signature_runner("ratio_050")
     >>> runner(images=x.astype("float32"))["logits"]
     """
+    if not isinstance(model, DynamicModel):
+        raise ValueError(
+            "`zoo.export_litert` exports a width-sliced zoo model (built by `zoo.build` or "
+            f"`zoo.load`) through its static sub-nets; got {type(model).__name__}, which has "
+            "none (LC-Net's gates choose blocks per input)."
+        )
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}; got {quantize!r}.")
     if quantize == "int8" and representative_data is None:
