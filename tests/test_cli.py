@@ -153,3 +153,16 @@ def test_a_save_that_fails_after_training_goes_to_a_fallback(tmp_path, capsys, m
     out = capsys.readouterr().out
     fallback = re.search(r"saved the model to (\S+) instead", out).group(1)
     assert os.path.exists(fallback)
+
+
+def test_profile_prints_the_table_and_the_ratio_for_a_deadline(tmp_path, capsys):
+    import zoo
+
+    path = str(tmp_path / "mlp.keras")
+    zoo.build("mlp", input_shape=(8, 8, 1), operating_points=[0.5, 1.0]).save(path)
+    table = cli.main(["profile", path, "--deadline-ms", "1000", "--repeats", "3"])
+    out = capsys.readouterr().out
+    assert "p95 ms" in out and "Widest ratio within 1000.0 ms (95th percentile): 1.0" in out
+    assert {row["ratio"] for row in table.rows} == {0.5, 1.0}
+    with pytest.raises(SystemExit, match="No ratio meets 1e-06 ms"):
+        cli.main(["profile", path, "--deadline-ms", "0.000001", "--repeats", "3"])

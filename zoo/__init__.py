@@ -5,6 +5,7 @@ from zoo.batchnorm import calibrate_batchnorm
 from zoo.cost import cost, static_cost
 from zoo.dynamic_model import DynamicModel
 from zoo.evaluation import evaluate_ratios
+from zoo.latency_table import LatencyTable, latency_table
 from zoo.litert_export import export_litert
 from zoo.models import build, list_models
 from zoo.presets import list_presets, load
@@ -22,6 +23,8 @@ __all__ = [
     "effort",
     "evaluate_ratios",
     "export_litert",
+    "LatencyTable",
+    "latency_table",
     "build",
     "calibrate_batchnorm",
     "cost",

@@ -21,6 +21,7 @@ from zoo.batchnorm import calibrate_batchnorm
 from zoo.cost import cost
 from zoo.evaluation import evaluate_ratios
 from zoo.latency import measure_latency
+from zoo.latency_table import latency_table
 from zoo.layers import DynamicBatchNormalization
 from zoo.models import build, list_models
 from zoo.presets import get_preset, list_presets, load
@@ -89,6 +90,32 @@ def model_source(text):
             "empty, truncated or of another format"
         )
     return text
+
+
+def profile_source(text):
+    """A `.tflite` file, or what `model_source` accepts."""
+    if text.endswith(".tflite"):
+        if not os.path.isfile(text):
+            raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+        return text
+    return model_source(text)
+
+
+def profile(args):
+    source = args.model_path
+    if not source.endswith(".tflite"):
+        source = load_for_evaluation(source, None)[0]
+    table = latency_table(source, batch_sizes=[args.batch_size], repeats=args.repeats)
+    print(table)
+    if args.output:
+        table.save(args.output)
+    if args.deadline_ms:
+        try:
+            ratio = table.ratio_for(args.deadline_ms, args.batch_size)
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
+        print(f"Widest ratio within {args.deadline_ms} ms (95th percentile): {ratio}")
+    return table
 
 
 def preset_names():
@@ -172,6 +199,21 @@ def make_parser():
         metavar="MODEL",
         help="a .keras file saved by `train --output`, or a preset name",
     )
+    profile = commands.add_parser(
+        "profile", help="measure latency per ratio; the ratio that meets a deadline", **defaults
+    )
+    profile.add_argument(
+        "model_path",
+        type=profile_source,
+        metavar="MODEL",
+        help="a preset name, a .keras file, or a .tflite file from zoo.export_litert",
+    )
+    profile.add_argument(
+        "--deadline-ms", type=positive_float, help="print the widest ratio whose p95 meets it"
+    )
+    profile.add_argument("--batch-size", type=positive_int, default=1, help="images per call")
+    profile.add_argument("--repeats", type=positive_int, default=50, help="timed calls per ratio")
+    profile.add_argument("--output", help="save the table as JSON here")
     commands.add_parser("presets", help="print the pretrained presets as a table", **defaults)
     commands.add_parser("models", help="print the architectures", **defaults)
     for command in (train, evaluate):
@@ -233,11 +275,13 @@ def main(argv=None):
     parser = make_parser()
     args = parser.parse_args(argv or ["train"])
     if args.command is None:
-        parser.error("give a command: train, evaluate, presets or models")
+        parser.error("give a command: train, evaluate, profile, presets or models")
     if args.command == "presets":
         return print(list_presets())
     if args.command == "models":
         return print_models()
+    if args.command == "profile":
+        return profile(args)
     keras.utils.set_random_seed(args.seed)
     if args.command == "train" and not args.preset:
         if args.recalibrate:
