@@ -1,6 +1,16 @@
 """A zoo of dynamic-width networks: one model, any compute ratio in (0, 1]."""
 
-from zoo import datasets, distribution, effort, layers, losses, profiles, recipes, schedules
+from zoo import (
+    datasets,
+    distribution,
+    effort,
+    layers,
+    losses,
+    profiles,
+    recipes,
+    schedules,
+    serving,
+)
 from zoo.batchnorm import calibrate_batchnorm
 from zoo.cost import cost, static_cost
 from zoo.dynamic_model import DynamicModel
@@ -38,6 +48,7 @@ __all__ = [
     "recipes",
     "reorder_channels",
     "schedules",
+    "serving",
     "static_cost",
     "width_groups",
 ]

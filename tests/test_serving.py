@@ -1,0 +1,46 @@
+import pytest
+
+import zoo
+
+TABLE = zoo.LatencyTable(
+    [
+        {"ratio": 1.0, "batch_size": 1, "median_ms": 1.8, "p95_ms": 2.0},
+        {"ratio": 0.5, "batch_size": 1, "median_ms": 0.8, "p95_ms": 1.0},
+        {"ratio": 0.25, "batch_size": 1, "median_ms": 0.4, "p95_ms": 0.5},
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    "waiting, oldest_wait_ms, ratio",
+    [
+        (1, 0.0, 1.0),  # idle: full width
+        (2, 0.0, 1.0),  # 2 x 2 ms within 5 ms
+        (3, 0.0, 0.5),  # 3 x 2 ms would not be; 3 x 1 ms is
+        (8, 0.0, 0.25),  # 8 x 0.5 ms
+        (1, 3.5, 0.5),  # the oldest has 1.5 ms left
+        (20, 0.0, 0.25),  # overloaded: the fastest catches up
+        (1, 10.0, 0.25),  # already late: the fastest
+    ],
+)
+def test_the_controller_narrows_as_the_queue_grows(waiting, oldest_wait_ms, ratio):
+    controller = zoo.serving.RatioController(TABLE, deadline_ms=5.0, margin=0.0)
+    assert controller.choose(waiting, oldest_wait_ms) == ratio
+
+
+def test_the_margin_keeps_part_of_the_deadline():
+    assert zoo.serving.RatioController(TABLE, 4.0, margin=0.0).choose(2) == 1.0
+    assert zoo.serving.RatioController(TABLE, 4.0, margin=0.25).choose(2) == 0.5
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"deadline_ms": 0}, "`deadline_ms` must be > 0"),
+        ({"deadline_ms": 5, "batch_size": 8}, "no measurements at batch size 8"),
+        ({"deadline_ms": 5, "margin": 1.0}, r"`margin` must be in \[0, 1\)"),
+    ],
+)
+def test_bad_controller_arguments_are_refused(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        zoo.serving.RatioController(TABLE, **arguments)
