@@ -166,3 +166,19 @@ def test_profile_prints_the_table_and_the_ratio_for_a_deadline(tmp_path, capsys)
     assert {row["ratio"] for row in table.rows} == {0.5, 1.0}
     with pytest.raises(SystemExit, match="No ratio meets 1e-06 ms"):
         cli.main(["profile", path, "--deadline-ms", "0.000001", "--repeats", "3"])
+
+
+def test_export_writes_a_litert_file_and_checks_every_signature(tmp_path, capsys):
+    import zoo
+
+    model_path = str(tmp_path / "mlp.keras")
+    zoo.build("mlp", input_shape=(8, 8, 1), operating_points=[0.5, 1.0]).save(model_path)
+    output = str(tmp_path / "mlp.tflite")
+    names = cli.main(["export", model_path, output])
+    out = capsys.readouterr().out
+    assert names == {"ratio_100": 1.0, "ratio_050": 0.5} and os.path.exists(output)
+    differences = [float(line.split()[-1]) for line in out.splitlines() if "ratio_" in line]
+    assert len(differences) == 2 and max(differences) < 1e-4
+    with pytest.raises(SystemExit):
+        cli.main(["export", model_path, str(tmp_path / "mlp.bin")])
+    assert "must end with .tflite" in capsys.readouterr().err
