@@ -48,7 +48,46 @@ def test_wrong_ratio_shape(model):
 
 
 X = np.zeros((4, 8, 8, 1), "float32")
+
+
+def exported_signature_call(model, ratios):
+    """Calls the exported SavedModel's signature with `ratios`."""
+    import tempfile
+
+    folder = tempfile.mkdtemp()
+    model.export(folder, verbose=False)
+    signature = tf.saved_model.load(folder).signatures["serving_default"]
+    return signature(images=X, compute_ratio=np.asarray(ratios, "float32"))
+
+
+def cli_call(*arguments):
+    """Runs the CLI; its argparse error (stderr and exit) as a ValueError."""
+    import contextlib
+    import io
+
+    from zoo import cli
+
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            return cli.main(list(arguments))
+    except SystemExit as exit:
+        raise ValueError(errors.getvalue() or str(exit)) from None
+
+
 HOSTILE_INPUTS = {
+    "exported signature, ratios of another count": (
+        lambda m: exported_signature_call(m, [0.5, 0.5]),
+        "one value per image",
+    ),
+    "CLI, a negative epoch count": (
+        lambda m: cli_call("train", "--epochs", "-1"),
+        "--epochs: must be a whole number >= 1",
+    ),
+    "CLI, a damaged .keras file": (
+        lambda m: cli_call("evaluate", __file__),
+        "is not a .keras file",
+    ),
     "ratio as a string": (lambda m: m(X, compute_ratio="0.5"), "must be a number in"),
     "ratio as a string in the dict": (
         lambda m: m({"images": X, "compute_ratio": "0.5"}),
