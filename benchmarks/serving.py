@@ -32,6 +32,7 @@ PRESET = "resnet20_cifar10"
 RATIOS = (1.0, 0.75, 0.5, 0.25)
 LOADS = (0.5, 1.0, 2.0, 4.0)
 DEADLINE_OVER_P95 = 3.0
+RATE_WINDOW = 0.05  # seconds of arrivals the server counts to know the current rate
 
 
 def runners(path):
@@ -51,8 +52,10 @@ def serve(run, images, labels, arrivals, policy, deadline_ms):
         if arrivals[i] > now:
             time.sleep(arrivals[i] - now)
             now = time.perf_counter() - start
-        waiting = int(np.searchsorted(arrivals, now, side="right")) - i
-        ratio = policy(max(waiting, 1), 1000 * (now - arrivals[i]))
+        arrived = int(np.searchsorted(arrivals, now, side="right"))
+        recent = arrived - int(np.searchsorted(arrivals, now - RATE_WINDOW, side="right"))
+        rate = recent / (1000 * RATE_WINDOW)  # requests per ms over the last window
+        ratio = policy(max(arrived - i, 1), 1000 * (now - arrivals[i]), rate)
         logits = run[ratio](images=images[i % len(images)][np.newaxis])["logits"]
         latency[i] = 1000 * (time.perf_counter() - start - arrivals[i])
         chosen[i] = ratio
@@ -83,8 +86,8 @@ def main(quick=False):
         capacity = 1000.0 / full_median
         controller = zoo.serving.RatioController(table, deadline)
         policies = {
-            "fixed 1.0": lambda waiting, waited: 1.0,
-            "fixed 0.25": lambda waiting, waited: 0.25,
+            "fixed 1.0": lambda waiting, waited, rate: 1.0,
+            "fixed 0.25": lambda waiting, waited, rate: 0.25,
             "controller": controller.choose,
         }
         rows = []

@@ -9,10 +9,10 @@ class RatioController:
 
     A request's latency is its wait in the queue plus the batches ahead of
     it plus its own. The controller serves the next batch at the widest
-    ratio at which every request waiting would still finish within
-    `deadline_ms` if the queue were served at that ratio, taking the 95th
-    percentile of each batch's time; when no ratio can, the narrowest (the
-    fastest) catches up. A server calls `choose` before each batch (a web
+    ratio at which its oldest request still finishes within `deadline_ms`
+    and the requests behind it still could, were they served at the
+    narrowest ratio, taking the 95th percentile of each batch's time; when
+    no ratio can, the narrowest (the fastest) catches up. A server calls `choose` before each batch (a web
     handler's worker, a queue consumer).
 
     Args:
@@ -40,21 +40,31 @@ class RatioController:
             raise ValueError(f"The latency table has no measurements at batch size {batch_size}.")
         # Widest first: the first ratio that meets the deadline is the answer.
         self.p95_ms = {row["ratio"]: row["p95_ms"] for row in rows}
+        self.median_ms = {row["ratio"]: row["median_ms"] for row in rows}
         self.ratios = sorted(self.p95_ms, reverse=True)
         self.deadline_ms = float(deadline_ms)
         self.batch_size = int(batch_size)
         self.margin = float(margin)
 
-    def choose(self, waiting=1, oldest_wait_ms=0.0):
+    def choose(self, waiting=1, oldest_wait_ms=0.0, arrivals_per_ms=0.0):
         """The ratio of the next batch, with `waiting` requests queued (this
-        batch's included) of which the oldest has waited `oldest_wait_ms`."""
+        batch's included) of which the oldest has waited `oldest_wait_ms`,
+        while requests arrive at `arrivals_per_ms` (recent rate; 0 if unknown)."""
         budget = self.deadline_ms * (1 - self.margin) - oldest_wait_ms
         batches = max(1, -(-int(waiting) // self.batch_size))
+        fastest = self.p95_ms[self.ratios[-1]]
+        # The share of time the fastest ratio leaves idle at this rate (its
+        # typical, median time: what sets its capacity): the queue drains
+        # only with that.
+        spare = 1.0 - arrivals_per_ms * self.median_ms[self.ratios[-1]] / self.batch_size
+        if spare <= 0:
+            return self.ratios[-1]
         for ratio in self.ratios:
-            # The oldest request finishes with this batch; the last one
-            # waiting, after every batch ahead of it at this ratio.
-            if self.p95_ms[ratio] <= budget and batches * self.p95_ms[ratio] <= (
-                self.deadline_ms * (1 - self.margin)
-            ):
+            # This batch at `ratio`; then the queue behind it, and what
+            # arrives meanwhile, drained at the fastest ratio. Its last
+            # request has waited no longer than the oldest, so the oldest's
+            # budget bounds it.
+            behind = (batches - 1) + arrivals_per_ms * self.p95_ms[ratio] / self.batch_size
+            if self.p95_ms[ratio] + behind * fastest / spare <= budget:
                 return ratio
         return self.ratios[-1]
