@@ -12,6 +12,10 @@ from zoo.ratio import RatioContext, channel_width
 # inference (see `DynamicLayer.inference_kernel`); smaller ones are cheaper
 # to slice than to look up.
 KERNEL_CACHE_MIN_SIZE = 16384
+# The cache's key takes 16 floats (64 bytes, TensorFlow's alignment) so that
+# the kernel after it is an aligned slice, which shares the buffer instead of
+# being copied on every call.
+CACHE_KEY_SLOTS = 16
 
 
 class DynamicLayer(keras.layers.Layer):
@@ -174,7 +178,7 @@ class DynamicLayer(keras.layers.Layer):
         ):
             return
         cache = tf.Variable(
-            tf.bitcast(tf.constant([-1, -1, -1], "int32"), "float32"),
+            tf.bitcast(tf.constant([-1] * CACHE_KEY_SLOTS, "int32"), "float32"),
             shape=tf.TensorShape(None),
             trainable=False,
         )
@@ -206,11 +210,12 @@ class DynamicLayer(keras.layers.Layer):
 
         def refresh():
             value = compute()
-            stored = tf.concat([tf.bitcast(wanted, "float32"), tf.reshape(value, [-1])], 0)
+            key = tf.concat([wanted, tf.fill([CACHE_KEY_SLOTS - 3], -1)], 0)
+            stored = tf.concat([tf.bitcast(key, "float32"), tf.reshape(value, [-1])], 0)
             with tf.control_dependencies([cache.assign(stored, read_value=False)]):
                 return tf.identity(value)
 
-        kernel = tf.cond(fresh, lambda: tf.reshape(entry[3:], shape), refresh)
+        kernel = tf.cond(fresh, lambda: tf.reshape(entry[CACHE_KEY_SLOTS:], shape), refresh)
         kernel.set_shape(tuple(self.kernel.shape[:-2]) + (None, None))
         return kernel
 
