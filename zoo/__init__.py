@@ -13,6 +13,8 @@ from zoo import (
 )
 from zoo.batchnorm import calibrate_batchnorm
 from zoo.cost import cost, static_cost
+from zoo.converted_model import ConvertedModel
+from zoo.dynamic_conversion import dynamic
 from zoo.dynamic_model import DynamicModel
 from zoo.evaluation import evaluate_ratios
 from zoo.latency_table import LatencyTable, latency_table
@@ -25,11 +27,13 @@ from zoo.training_plan import TrainingPlan
 from zoo.width_groups import reorder_channels, width_groups
 
 __all__ = [
+    "ConvertedModel",
     "DynamicModel",
     "RatioModel",
     "TrainingPlan",
     "datasets",
     "distribution",
+    "dynamic",
     "effort",
     "evaluate_ratios",
     "export_litert",

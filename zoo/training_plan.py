@@ -8,7 +8,7 @@ import tensorflow as tf
 from zoo.ratio import check_ratio
 
 MAX_PLAN_SIZE = 32
-MAX_WIDTH_GROUPS = 32
+MAX_WIDTH_GROUPS = 256
 
 # What the traced training step is built from: how many entries it runs and
 # whether they are non-uniform sub-nets. Everything else is a variable.

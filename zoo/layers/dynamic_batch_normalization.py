@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from zoo.layers.dynamic_layer import DynamicLayer, group_ratio, sliced_numpy
+from zoo.layers.dynamic_layer import DynamicLayer, group_ratio
 from zoo.layers.point_statistics import PointStatistics
 from zoo.ratio import nearest_point_index
 
@@ -58,20 +58,22 @@ class DynamicBatchNormalization(PointStatistics, DynamicLayer):
         context = self.context(compute_ratio)
         n = self.input_width(context, self.input_channels)
         x = inputs[..., :n]
+        block = lambda weight, axis=0: self.input_block(weight, n, axis, context)
         if training:
             mean, variance = self._batch_moments(x)
-            self._update_statistics(self._point_index(context), mean, variance)
+            kept = None if self._input_segments is None else self.input_index(context)
+            self._update_statistics(self._point_index(context), mean, variance, kept)
         elif context.is_mixed:
             index = context.sample_point_index(self.operating_points)
             shape = tf.concat([tf.shape(x)[:1], tf.ones([x.shape.rank - 2], "int32"), [n]], 0)
-            mean = tf.reshape(tf.gather(self.moving_mean, index)[:, :n], shape)
-            variance = tf.reshape(tf.gather(self.moving_variance, index)[:, :n], shape)
+            mean = tf.reshape(block(tf.gather(self.moving_mean, index), 1), shape)
+            variance = tf.reshape(block(tf.gather(self.moving_variance, index), 1), shape)
         else:
             index = self._point_index(context)
-            mean = self.moving_mean[index, :n]
-            variance = self.moving_variance[index, :n]
+            mean = block(self.moving_mean[index])
+            variance = block(self.moving_variance[index])
         return tf.nn.batch_normalization(
-            x, mean, variance, self.beta[:n], self.gamma[:n], self.epsilon
+            x, mean, variance, block(self.beta), block(self.gamma), self.epsilon
         )
 
     def _point_index(self, context):
@@ -80,8 +82,8 @@ class DynamicBatchNormalization(PointStatistics, DynamicLayer):
         return context.point_index(self.operating_points)
 
     def channel_axes(self, context):
-        n = self.input_width(context, self.input_channels)
-        return [(self.gamma, {0: n}), (self.beta, {0: n})]
+        kept = self.kept_inputs(context, self.input_width(context, self.input_channels))
+        return [(self.gamma, {0: kept}), (self.beta, {0: kept})]
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -96,14 +98,8 @@ class DynamicBatchNormalization(PointStatistics, DynamicLayer):
             momentum=self.momentum, epsilon=self.epsilon, name=self.name
         )
         layer.build((None,) * (self.input_rank - 1) + (n,))
-        layer.set_weights(
-            [
-                sliced_numpy(self.gamma, slice(0, n)),
-                sliced_numpy(self.beta, slice(0, n)),
-                sliced_numpy(self.moving_mean, row, slice(0, n)),
-                sliced_numpy(self.moving_variance, row, slice(0, n)),
-            ]
-        )
+        weights = (self.gamma, self.beta, self.moving_mean[row], self.moving_variance[row])
+        layer.set_weights([self.static_input_block(w.numpy(), n, 0, ratio) for w in weights])
         return layer
 
     def cost(self, ratio):

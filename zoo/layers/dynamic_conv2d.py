@@ -78,7 +78,9 @@ class DynamicConv2D(DynamicLayer):
             training,
             n_in,
             n_out,
-            lambda: self.scale_input_channels(self.kernel[:, :, :n_in, :n_out], n_in),
+            lambda: self.scale_input_channels(
+                self.input_block(self.kernel[..., :n_out], n_in, -2, context), n_in
+            ),
         )
         y = tf.nn.conv2d(x, kernel, strides=self.strides, padding=self.padding.upper())
         return self._finish(y, n_out)

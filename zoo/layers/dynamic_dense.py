@@ -69,7 +69,9 @@ class DynamicDense(DynamicLayer):
             training,
             n_in,
             n_out,
-            lambda: self.scale_input_channels(self.kernel[:n_in, :n_out], n_in),
+            lambda: self.scale_input_channels(
+                self.input_block(self.kernel[:, :n_out], n_in, 0, context), n_in
+            ),
         )
         return self._finish(tf.matmul(x, kernel), n_out)
 

@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from zoo.layers.conv_utils import conv_arguments, conv_output_shape, conv_output_spatial
-from zoo.layers.dynamic_layer import DynamicLayer, sliced_numpy
+from zoo.layers.dynamic_layer import DynamicLayer
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -73,22 +73,25 @@ class DynamicDepthwiseConv2D(DynamicLayer):
         )
         self.bias = self._build_bias(self.input_channels)
 
-    def call(self, inputs, compute_ratio=None):
+    def call(self, inputs, compute_ratio=None, training=None):
         context = self.context(compute_ratio)
         n = self.input_width(context, self.input_channels)
         y = tf.nn.depthwise_conv2d(
             inputs[..., :n],
-            self.kernel[:, :, :n, :],
+            self.input_block(self.kernel, n, -2, context),
             strides=(1,) + self.strides + (1,),
             padding=self.padding.upper(),
         )
-        return self._finish(y, n)
+        if self.use_bias:
+            y = tf.nn.bias_add(y, self.input_block(self.bias, n, 0, context))
+        return self.activation(y)
 
     def channel_axes(self, context):
         n = self.input_width(context, self.input_channels)
-        axes = [(self.kernel, {-2: n})]
+        kept = self.kept_inputs(context, n)
+        axes = [(self.kernel, {-2: kept})]
         if self.use_bias:
-            axes.append((self.bias, {0: n}))
+            axes.append((self.bias, {0: kept}))
         return axes
 
     @property
@@ -102,9 +105,9 @@ class DynamicDepthwiseConv2D(DynamicLayer):
 
     def static_layer(self, ratio):
         n = self.static_input_width(ratio, self.input_channels)
-        weights = [sliced_numpy(self.kernel, Ellipsis, slice(0, n), slice(None))]
+        weights = [self.static_input_block(self.kernel.numpy(), n, -2, ratio)]
         if self.use_bias:
-            weights.append(sliced_numpy(self.bias, slice(0, n)))
+            weights.append(self.static_input_block(self.bias.numpy(), n, 0, ratio))
         layer = keras.layers.DepthwiseConv2D(
             self.kernel_size,
             strides=self.strides,

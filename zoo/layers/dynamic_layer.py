@@ -65,6 +65,29 @@ class DynamicLayer(keras.layers.Layer):
         # Width groups (non-uniform sub-nets), set by `zoo.width_groups`.
         self._input_group = None
         self._output_group = None
+        # Inputs concatenated from several groups, or flattened from several
+        # positions (set by `zoo.dynamic`, see `set_input_layout`).
+        self._input_segments = None
+        self._input_positions = 1
+
+    def set_input_layout(self, segments, positions=1, output_group=None):
+        """Where this layer's input channels come from (models made by `zoo.dynamic`).
+
+        Args:
+            segments: `[(channels, group)]`, the blocks concatenated into the
+                input, each keeping its own first channels at a ratio (group
+                `None`: never cut, e.g. the image's channels).
+            positions: the input is `positions` copies of those blocks (a
+                `Flatten` of that many pixels), each cut alike.
+            output_group: the width group of the outputs (`None`: not cut).
+        """
+        segments = tuple((int(size), group) for size, group in segments)
+        if len(segments) == 1 and positions == 1:
+            object.__setattr__(self, "_input_group", segments[0][1])
+        else:
+            object.__setattr__(self, "_input_segments", segments)
+            object.__setattr__(self, "_input_positions", int(positions))
+        object.__setattr__(self, "_output_group", output_group)
 
     def _build_profile(self, input_channels):
         """Creates gamma over `input_channels`, as a weight if it trains."""
@@ -99,7 +122,7 @@ class DynamicLayer(keras.layers.Layer):
         profile folded in, then the bias (dense, convolution)."""
         n_in = self.static_input_width(ratio, self.input_channels)
         n_out = self.static_output_width(ratio, output_channels)
-        kernel = sliced_numpy(self.kernel, Ellipsis, slice(0, n_in), slice(0, n_out))
+        kernel = self.static_input_block(self.kernel.numpy()[..., :n_out], n_in, -2, ratio)
         gamma = self.gamma_values()
         if gamma is not None:
             kernel = kernel * gamma[:n_in, None]
@@ -122,6 +145,9 @@ class DynamicLayer(keras.layers.Layer):
     def input_width(self, context, channels):
         if not self.cut_inputs:
             return channels
+        if self._input_segments is not None:
+            widths = [self._segment_width(context, s, g) for s, g in self._input_segments]
+            return self._input_positions * tf.add_n([tf.cast(w, "int32") for w in widths])
         if context.group_ratios is not None and self._input_group is not None:
             return context.group_width(self._input_group, channels, self.channel_multiple)
         return context.width(channels, self.channel_multiple)
@@ -137,6 +163,8 @@ class DynamicLayer(keras.layers.Layer):
         """Width at `ratio`: a float, or a list of ratios per width group."""
         if not self.cut_inputs:
             return channels
+        if self._input_segments is not None:
+            return len(self.static_input_index(ratio))
         ratio = group_ratio(ratio, self._input_group)
         return channel_width(ratio, channels, self.channel_multiple)
 
@@ -145,6 +173,54 @@ class DynamicLayer(keras.layers.Layer):
             return channels
         ratio = group_ratio(ratio, self._output_group)
         return channel_width(ratio, channels, self.channel_multiple)
+
+    def _segment_width(self, context, size, group):
+        if group is None:
+            return size
+        if context.group_ratios is not None:
+            return context.group_width(group, size, self.channel_multiple)
+        return context.width(size, self.channel_multiple)
+
+    def _segment_ranges(self, widths):
+        """`(start, width)` of every kept block of the full input channels."""
+        ranges, offset = [], 0
+        for _ in range(self._input_positions):
+            for (size, _), width in zip(self._input_segments, widths):
+                ranges.append((offset, width))
+                offset += size
+        return ranges
+
+    def input_index(self, context):
+        """Int tensor of the input channels kept under `context` (segmented inputs)."""
+        widths = [self._segment_width(context, s, g) for s, g in self._input_segments]
+        parts = [start + tf.range(width) for start, width in self._segment_ranges(widths)]
+        return tf.concat(parts, 0)
+
+    def static_input_index(self, ratio):
+        """NumPy version of `input_index` at `ratio` (float or per-group list)."""
+        widths = [
+            size
+            if group is None
+            else channel_width(group_ratio(ratio, group), size, self.channel_multiple)
+            for size, group in self._input_segments
+        ]
+        ranges = self._segment_ranges(widths)
+        return np.concatenate([np.arange(start, start + width) for start, width in ranges])
+
+    def input_block(self, weight, n_in, axis, context):
+        """`weight` restricted, along its input-channel `axis`, to the kept inputs."""
+        if self._input_segments is None or not self.cut_inputs:
+            index = [slice(None)] * weight.shape.rank
+            index[axis] = slice(0, n_in)
+            return weight[tuple(index)]
+        return tf.gather(weight, self.input_index(context), axis=axis)
+
+    def static_input_block(self, values, n_in, axis, ratio):
+        """NumPy version of `input_block` at `ratio`."""
+        values = np.asarray(values)
+        if self._input_segments is None or not self.cut_inputs:
+            return np.take(values, np.arange(n_in), axis=axis)
+        return np.take(values, self.static_input_index(ratio), axis=axis)
 
     def scale_input_channels(self, kernel, n_in):
         """Folds the profile into a kernel whose input axis is `-2`."""
@@ -162,11 +238,26 @@ class DynamicLayer(keras.layers.Layer):
         """
         if not (context.is_mixed and self.cut_inputs):
             return x
-        widths = context.sample_widths(channels, self.channel_multiple)
         n = tf.shape(x)[-1]
-        keep = tf.cast(tf.range(n)[tf.newaxis, :] < widths[:, tf.newaxis], x.dtype)
+        if self._input_segments is not None:
+            keep = tf.cast(self._sample_segment_keep(context), x.dtype)
+        else:
+            widths = context.sample_widths(channels, self.channel_multiple)
+            keep = tf.cast(tf.range(n)[tf.newaxis, :] < widths[:, tf.newaxis], x.dtype)
         keep_shape = tf.concat([tf.shape(keep)[:1], tf.ones([x.shape.rank - 2], "int32"), [n]], 0)
         return x * tf.reshape(keep, keep_shape)
+
+    def _sample_segment_keep(self, context):
+        """`(batch, kept inputs)` bool: which kept input each sample may read."""
+        parts = []
+        for size, group in self._input_segments:
+            width = self._segment_width(context, size, group)
+            if group is None:
+                parts.append(tf.ones([tf.size(context.sample_ratios), size], "bool"))
+                continue
+            own = context.sample_widths(size, self.channel_multiple)
+            parts.append(tf.range(width)[tf.newaxis, :] < own[:, tf.newaxis])
+        return tf.tile(tf.concat(parts, 1), [1, self._input_positions])
 
     def _build_kernel_cache(self, kernel_size):
         """An untracked variable holding the last sliced kernel, flattened,
@@ -233,12 +324,18 @@ class DynamicLayer(keras.layers.Layer):
         over its outputs and a profile over its inputs (dense, convolution)."""
         n_in = self.input_width(context, self.input_channels)
         n_out = self.output_width(context, output_channels)
-        axes = [(self.kernel, {-2: n_in, -1: n_out})]
+        axes = [(self.kernel, {-2: self.kept_inputs(context, n_in), -1: n_out})]
         if self.use_bias:
             axes.append((self.bias, {0: n_out}))
         if self.profile_gamma is not None:
             axes.append((self.profile_gamma, {0: n_in}))
         return axes
+
+    def kept_inputs(self, context, n_in):
+        """The kept inputs for `block_mask`: a width, or an index when segmented."""
+        if self._input_segments is None or not self.cut_inputs:
+            return n_in
+        return self.input_index(context)
 
     def frozen_gradient_masks(self, context):
         """`[(weight, mask)]`, each mask 0 on the block used at `context`'s
@@ -287,11 +384,16 @@ def group_ratio(ratio, group):
 
 
 def block_mask(shape, widths):
-    """Float mask of `shape`: 0 where every axis in `widths` is below its width."""
+    """Float mask of `shape`: 0 where every axis in `widths` is inside its
+    block (below its width, or among its indices when given a vector)."""
     inside = tf.ones(shape, "bool")
     for axis, width in widths.items():
         axis = axis % len(shape)
         index_shape = [1] * len(shape)
         index_shape[axis] = shape[axis]
-        inside &= tf.reshape(tf.range(shape[axis]) < width, index_shape)
+        if tf.convert_to_tensor(width).shape.rank == 1:
+            kept = tf.scatter_nd(width[:, None], tf.ones_like(width, "bool"), [shape[axis]])
+        else:
+            kept = tf.range(shape[axis]) < width
+        inside &= tf.reshape(kept, index_shape)
     return 1.0 - tf.cast(inside, "float32")

@@ -50,8 +50,9 @@ class PointStatistics:
             return synchronized_moments(x, axes)
         return tf.nn.moments(x, axes=axes)
 
-    def _update_statistics(self, index, mean, variance):
-        """Moves row `index` towards a batch's moments (of its first channels)."""
+    def _update_statistics(self, index, mean, variance, channels=None):
+        """Moves row `index` towards a batch's moments: of its first channels,
+        or of the `channels` given as an index vector."""
         if self._calibration_step is None:
             momentum = tf.constant(self.momentum, self.variable_dtype)
         else:
@@ -60,8 +61,14 @@ class PointStatistics:
         for moving, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
             row = moving[index]
             value = tf.cast(value, row.dtype)
-            n = tf.shape(value)[0]
-            new_row = tf.concat([row[:n] * momentum + value * (1.0 - momentum), row[n:]], 0)
+            if channels is not None:
+                old = tf.gather(row, channels)
+                new_row = tf.tensor_scatter_nd_update(
+                    row, channels[:, None], old * momentum + value * (1.0 - momentum)
+                )
+            else:
+                n = tf.shape(value)[0]
+                new_row = tf.concat([row[:n] * momentum + value * (1.0 - momentum), row[n:]], 0)
             moving.assign(tf.tensor_scatter_nd_update(moving, [[index]], new_row[tf.newaxis]))
 
     def _statistics_config(self):
