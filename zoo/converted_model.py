@@ -84,7 +84,18 @@ class ConvertedModel(DynamicModel):
             )
         self.num_width_groups = groups
         self.plan.num_width_groups = groups
+        self.outputs_probabilities = self._ends_in_softmax()
         self.build()
+
+    def _ends_in_softmax(self):
+        outputs = self.graph["outputs"]
+        if not (isinstance(outputs, dict) and outputs[TENSOR][0] != "images"):
+            return False
+        last = self.graph_layer(outputs[TENSOR][0])
+        activation = getattr(last, "activation", None)
+        return isinstance(last, keras.layers.Softmax) or (
+            getattr(activation, "__name__", None) == "softmax"
+        )
 
     def graph_layer(self, name):
         """The layer of graph node `name`."""
@@ -92,6 +103,12 @@ class ConvertedModel(DynamicModel):
             if node_name == name:
                 return operation
         raise ValueError(f"{self.name} has no node {name!r}.")
+
+    def graph_width_groups(self):
+        """The model's width groups (`zoo.graph_width_groups.GraphWidthGroup`)."""
+        from zoo.graph_width_groups import graph_width_groups
+
+        return graph_width_groups(self)
 
     def forward(self, images, apply):
         values = {("images", 0): images}

@@ -53,7 +53,8 @@ class PlanTrainStep:
             total += entry_loss
             if index == 0:
                 prediction = entry_prediction
-                teacher = tf.stop_gradient(tf.nn.softmax(prediction))
+                soft_labels = prediction if self.outputs_probabilities else tf.nn.softmax(prediction)
+                teacher = tf.stop_gradient(soft_labels)
         self.apply_plan_gradients(gradients, variables)
         self.weights_changed()
         loss_metric(self).update_state(unscale_for_replicas(total), sample_weight=tf.shape(x)[0])
@@ -66,7 +67,8 @@ class PlanTrainStep:
         loss = self.compute_loss(x, y, prediction, sample_weight, training=True)
         if teacher is not None:
             distillation = tf.cast(self.plan.distillation, loss.dtype)
-            soft = DISTILLATION_LOSS(teacher, prediction)
+            distill = PROBABILITY_DISTILLATION if self.outputs_probabilities else DISTILLATION_LOSS
+            soft = distill(teacher, prediction)
             loss = (1.0 - distillation) * loss + distillation * soft
         # The penalty (a compute budget) holds whatever the labels' weight.
         weight = tf.cast(self.plan.weights[index], loss.dtype)
@@ -117,6 +119,8 @@ class PlanTrainStep:
 
 
 DISTILLATION_LOSS = keras.losses.CategoricalCrossentropy(from_logits=True)
+# For models whose outputs are already a softmax (converted Keras classifiers).
+PROBABILITY_DISTILLATION = keras.losses.CategoricalCrossentropy()
 
 
 def training_images(x):

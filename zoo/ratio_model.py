@@ -66,6 +66,9 @@ class RatioModel(PlanTrainStep, keras.Model):
 
     # Whether `cost` needs images: the cost of a gated model depends on them.
     cost_depends_on_data = False
+    # Whether outputs are probabilities (a softmax) rather than logits; in-place
+    # distillation follows it.
+    outputs_probabilities = False
 
     def __init__(
         self,

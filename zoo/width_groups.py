@@ -40,6 +40,8 @@ def width_groups(model):
     Raises:
         ValueError: if the model is not a chain (e.g. `resnet20`).
     """
+    if hasattr(model, "graph_width_groups"):
+        return model.graph_width_groups()
     if not getattr(model, "is_chain", False):
         raise ValueError(
             f"{type(model).__name__} is not a chain of layers (residual additions tie "
@@ -71,11 +73,13 @@ def assign_groups(groups):
             object.__setattr__(layer, "_input_group", index)
 
 
-def reorder_channels(model, norm="l1"):
+def reorder_channels(model, norm="l1", data=None):
     """Permutes every width group's channels by importance, most important first.
 
     A channel's importance is the norm (`"l1"` or `"l2"`) of the producer's
-    weights that compute it (summed over profile branches). The producer's
+    weights that compute it (summed over profile branches), or with `data`
+    (models made by `zoo.dynamic`) the mean absolute value of the
+    producers' outputs on those images. The producer's
     outputs, the members' per-channel weights and statistics and the
     consumer's input rows move together, and the consumer's rows are
     rescaled by its profile so that `gamma_i * W[i]` moves unchanged: the
@@ -84,17 +88,29 @@ def reorder_channels(model, norm="l1"):
     the channels in their old order.
 
     Args:
-        model: a chain `zoo.DynamicModel`.
+        model: a chain `zoo.DynamicModel`, or a model made by `zoo.dynamic`
+            (any graph: residual additions and concatenations included).
         norm: `"l1"` or `"l2"`.
+        data: images to measure importance on (models made by `zoo.dynamic`).
 
     Returns:
-        `{group index: permutation}` applied.
+        The model (reordered in place).
 
     Example:
-    >>> zoo.reorder_channels(model)  # then train non-uniform sub-nets
+    >>> model = zoo.reorder_channels(model)  # then train non-uniform sub-nets
     """
     if norm not in ("l1", "l2"):
         raise ValueError(f"`norm` must be 'l1' or 'l2'; got {norm!r}.")
+    if hasattr(model, "graph_width_groups"):
+        from zoo.graph_width_groups import reorder_graph_channels
+
+        reorder_graph_channels(model, norm, data)
+        return _finish_reordering(model)
+    if data is not None:
+        raise ValueError(
+            "`data` measures importance on models made by `zoo.dynamic`; the zoo's own "
+            "models are reordered by weight norm (leave `data` out)."
+        )
     permutations = {}
     for index, group in enumerate(width_groups(model)):
         order = np.argsort(-_importance(group.producer, norm), kind="stable")
@@ -107,10 +123,14 @@ def reorder_channels(model, norm="l1"):
         for layer in _expand(group.consumer):
             _permute_consumer(layer, order)
         permutations[index] = order
+    return _finish_reordering(model)
+
+
+def _finish_reordering(model):
     model.weights_changed()
     if getattr(model, "optimizer", None) is not None:
         model.reset_optimizer_state()
-    return permutations
+    return model
 
 
 def _with_branches(layer):
