@@ -89,17 +89,18 @@ def layer_cost(model, compute_ratio=1.0, per_layer=False, layer_ratios=None):
 def static_cost(model):
     """The same counts for a model of standard Keras layers (e.g. a sub-net).
 
-    Counts `Dense`, `Conv2D` and `DepthwiseConv2D` multiply-adds from the
-    layers' input and output shapes, and their and `BatchNormalization`'s
-    trainable parameters, entering nested models.
+    Counts `Dense`, `Conv1D`, `Conv2D` and `DepthwiseConv2D` multiply-adds
+    from the layers' input and output shapes, and their, `BatchNormalization`'s
+    and `LayerNormalization`'s trainable parameters, entering nested models.
     """
     totals = dict.fromkeys(KEYS, 0)
     for layer in _leaf_layers(model):
-        if isinstance(layer, keras.layers.BatchNormalization):
+        if isinstance(layer, (keras.layers.BatchNormalization, keras.layers.LayerNormalization)):
             totals["params"] += sum(math.prod(w.shape) for w in layer.trainable_weights)
             continue
         if not isinstance(
-            layer, (keras.layers.Dense, keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+            layer,
+            (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D),
         ):
             continue
         out_shape = layer.output.shape[1:]

@@ -46,11 +46,22 @@ class DynamicLayerNormalization(DynamicLayer):
         context = self.context(compute_ratio)
         n = self.input_width(context, self.input_channels)
         x = inputs[..., :n]
-        mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+        if context.is_mixed and self.cut_inputs:
+            mean, variance = self._own_moments(x, context)
+        else:
+            mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
         block = lambda weight: None if weight is None else self.input_block(weight, n, 0, context)
         return tf.nn.batch_normalization(
             x, mean, variance, block(self.beta), block(self.gamma), self.epsilon
         )
+
+    def _own_moments(self, x, context):
+        """Each sample's moments over its own channels, in a batch mixing ratios."""
+        keep = self.keep_sample_channels(tf.ones_like(x), context, self.input_channels)
+        count = tf.reduce_sum(keep, axis=-1, keepdims=True)
+        mean = tf.reduce_sum(x * keep, axis=-1, keepdims=True) / count
+        variance = tf.reduce_sum(tf.square(x - mean) * keep, axis=-1, keepdims=True) / count
+        return mean, variance
 
     def channel_axes(self, context):
         kept = self.kept_inputs(context, self.input_width(context, self.input_channels))
