@@ -151,8 +151,8 @@ class _GraphReader:
         config = model.get_config()
         operations = {operation.name: operation for operation in model.operations}
         produced = {}
-        for (name, node_index, index), ref in zip(_history_list(config["input_layers"]), inputs):
-            produced[(name, node_index, index)] = ref
+        for (name, _, index), ref in zip(_history_list(config["input_layers"]), inputs):
+            produced[(name, index)] = ref
         for entry in config["layers"]:
             if entry["class_name"] == "InputLayer":
                 continue
@@ -166,7 +166,7 @@ class _GraphReader:
             kwargs = _resolve(calls[0].get("kwargs", {}), produced, model)
             outputs = self._call(operation, args, kwargs, list(tensor_refs(args)))
             for index, ref in enumerate(outputs):
-                produced[(entry["name"], 0, index)] = ref
+                produced[(entry["name"], index)] = ref
         return [_lookup(h, produced, model) for h in _history_list(config["output_layers"])]
 
     def _call(self, operation, args, kwargs, inputs):
@@ -212,13 +212,15 @@ def _history_list(layers):
 
 
 def _lookup(history, produced, model):
-    key = tuple(history[:3])
-    if key not in produced:
+    # Every operation is called once in the model (checked), so its name and
+    # output index identify a tensor; the call's index counts calls made
+    # outside the model too (a nested model's own construction).
+    name, _, index = history[:3]
+    if (name, index) not in produced:
         raise ValueError(
-            f"{model.name} reads output {key[2]} of call {key[1]} of {key[0]!r}, which "
-            "`zoo.dynamic` cannot follow (a layer called at several places?)."
+            f"{model.name} reads output {index} of {name!r}, which `zoo.dynamic` cannot follow."
         )
-    return produced[key]
+    return produced[(name, index)]
 
 
 def _resolve(structure, produced, model):
