@@ -29,6 +29,7 @@ def sequential_cnn():
     return keras.Sequential(
         [
             keras.Input((16, 16, 3)),
+            L.RandomFlip("horizontal"),  # preprocessing of the images: kept as it is
             L.Rescaling(1 / 255),
             L.Conv2D(16, 3, activation="relu"),
             L.BatchNormalization(),
@@ -269,8 +270,8 @@ def two_inputs():
 
 ERRORS = {
     "an unsupported layer": (
-        lambda: functional(lambda x: L.Dense(2)(L.LSTM(4)(L.Reshape((8, 24))(x)))),
-        r"'reshape.*' \(Reshape\).*Supported: Conv1D",
+        lambda: functional(lambda x: L.Dense(2)(L.LSTM(4)(L.Reshape((36, 4))(L.Conv2D(4, 3)(x))))),
+        r"'reshape.*' \(Reshape\): it reshapes to \(36, 4\).*Supported: Conv1D",
     ),
     "an unsupported layer class": (
         lambda: functional(lambda x: L.PReLU()(L.Conv2D(4, 3)(x))),

@@ -42,9 +42,9 @@ SUPPORTED = (
     "LayerNormalization (last axis), activations, pooling, Add, Subtract, Multiply, "
     "Average, Maximum, Minimum, Concatenate (last axis), Reshape to (1, ..., 1, C), "
     "Flatten, Dropout, Rescaling, Normalization (on uncut inputs), ZeroPadding, Cropping, "
-    "UpSampling, Identity, and element-wise Keras operations ("
+    "UpSampling, Identity, element-wise Keras operations ("
     + ", ".join(sorted(ELEMENTWISE_OPS | UNARY_OPS))
-    + ")"
+    + "), and any layer on channels that are never cut (the images' preprocessing)"
 )
 
 
@@ -146,11 +146,35 @@ class ChannelPlan:
         inputs = [self.layouts[ref.key] for ref in node.inputs]
         if not inputs:
             raise ValueError(_unsupported(node, "it reads no tensor of the graph"))
+        if not self._is_known(operation) and self._all_uncut(inputs):
+            self.layouts[(node.name, 0)] = self._uncut_output(node)
+            return
         if isinstance(operation, keras.layers.Layer):
             output = self._layer_output(node, operation, inputs)
         else:
             output = self._operation_output(node, inputs)
         self.layouts[(node.name, 0)] = output
+
+    @staticmethod
+    def _is_known(operation):
+        known = PRODUCERS + PER_CHANNEL + ELEMENTWISE + PASSTHROUGH + NEEDS_ALL_CHANNELS
+        if isinstance(operation, keras.layers.Layer):
+            return type(operation) in known + (L.Concatenate, L.Reshape, L.Flatten)
+        return type(operation).__name__ in ELEMENTWISE_OPS | UNARY_OPS
+
+    def _all_uncut(self, inputs):
+        uncut = {self._root(s) for s in self.uncut}
+        return all(self._root(s) in uncut for layout in inputs for s, _ in layout.segments)
+
+    def _uncut_output(self, node):
+        """Any layer on channels that are never cut (preprocessing, random
+        augmentation on the images) is kept as it is: its output is never cut."""
+        shapes = node.output_shapes
+        if len(shapes) != 1 or shapes[0] is None or shapes[0][-1] is None:
+            raise ValueError(_unsupported(node, "its output shape is not known"))
+        segment = self._segment(shapes[0][-1])
+        self.uncut.add(segment)
+        return Layout([(segment, shapes[0][-1])])
 
     def _layer_output(self, node, layer, inputs):
         kind = type(layer)

@@ -36,13 +36,15 @@ class GraphNode:
         operation: the `keras.layers.Layer` or `keras.Operation` called.
         args: positional arguments, `TensorRef`s where tensors go.
         kwargs: keyword arguments, likewise.
+        output_shapes: the shape of each output, when known.
     """
 
-    def __init__(self, name, operation, args, kwargs):
+    def __init__(self, name, operation, args, kwargs, output_shapes=()):
         self.name = name
         self.operation = operation
         self.args = args
         self.kwargs = kwargs
+        self.output_shapes = list(output_shapes)
 
     @property
     def inputs(self):
@@ -176,8 +178,8 @@ class _GraphReader:
         if isinstance(operation, keras.Model):
             return self.add_model(operation, inputs)
         name = self._unique(operation.name)
-        self.nodes.append(GraphNode(name, operation, args, kwargs))
         outputs = _output_shapes(operation)
+        self.nodes.append(GraphNode(name, operation, args, kwargs, outputs))
         return [TensorRef(name, i, shape) for i, shape in enumerate(outputs)]
 
     def _unique(self, name):
