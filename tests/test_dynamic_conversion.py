@@ -29,7 +29,6 @@ def sequential_cnn():
     return keras.Sequential(
         [
             keras.Input((16, 16, 3)),
-            L.RandomFlip("horizontal"),  # preprocessing of the images: kept as it is
             L.Rescaling(1 / 255),
             L.Conv2D(16, 3, activation="relu"),
             L.BatchNormalization(),
@@ -211,6 +210,20 @@ def test_two_branch_concatenation_keeps_each_inputs_first_channels():
     assert zoo.dynamic(sequential_cnn()).outputs_probabilities is True
 
 
+def test_preprocessing_of_the_images_is_kept_as_it_is():
+    images = keras.Input((20, 20, 3))
+    x = L.RandomFlip("horizontal")(images)
+    x = L.Resizing(16, 16)(L.Reshape((20, 20, 3))(x))
+    x = L.GlobalAveragePooling2D()(L.Conv2D(8, 3)(x))
+    base = keras.Model(images, L.Dense(4)(x))
+    model = zoo.dynamic(base)
+    kept = [type(layer) for layer in model.graph_layers[:3]]
+    assert kept == [L.RandomFlip, L.Reshape, L.Resizing]
+    x = images_for(model)
+    expected = base(x, training=False).numpy()
+    np.testing.assert_allclose(model(x, training=False).numpy(), expected, atol=1e-5)
+
+
 def test_exports_serve_the_converted_model(tmp_path):
     keras.utils.set_random_seed(0)
     model = zoo.dynamic(two_branch(), operating_points=[0.5, 1.0])
@@ -313,3 +326,31 @@ def test_models_that_cannot_be_cut_get_a_clear_error(case):
         zoo.dynamic(model)
     with pytest.raises(ValueError, match=message):  # every call, not only the first
         zoo.dynamic(model)
+
+
+def test_the_callback_suite_trains_a_converted_model(tmp_path):
+    """IDP's profile stages (frozen channels, concatenated inputs included),
+    TESLA, per-epoch calibration, logging per operating point and a backup."""
+    keras.utils.set_random_seed(0)
+    model = zoo.dynamic(two_branch(), operating_points=[0.5, 1.0])
+    x = images_for(model, batch=16)
+    y = np.arange(16) % 10
+    model.compile(
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    suite = [
+        callbacks.ProfileScheduler(stages=[((0.0, 0.5), 1), ((0.5, 1.0), 1)]),
+        callbacks.OperatingPointLogger((x, y), ratios=[1.0, 0.5], log_dir=str(tmp_path / "logs")),
+        callbacks.BatchNormCalibration((x, y), steps=1, frequency="epoch"),
+        callbacks.ShardedBackupAndRestore(str(tmp_path / "backup")),
+    ]
+    narrow_before = model(x, compute_ratio=0.5).numpy()
+    history = model.fit(x, y, batch_size=8, epochs=2, callbacks=suite, verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
+    # The second stage trained (0.5, 1.0] with the first half frozen; the
+    # first stage trained ratio 0.5 itself, so the narrow model changed.
+    assert np.abs(model(x, compute_ratio=0.5).numpy() - narrow_before).max() > 0
+    tesla = callbacks.TaskwiseEarlyStopping([1.0, 0.5], validation_data=(x, y), steps_per_round=1)
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[tesla], verbose=0)

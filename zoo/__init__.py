@@ -12,8 +12,8 @@ from zoo import (
     serving,
 )
 from zoo.batchnorm import calibrate_batchnorm
-from zoo.cost import cost, static_cost
 from zoo.converted_model import ConvertedModel
+from zoo.cost import cost, static_cost
 from zoo.dynamic_conversion import dynamic
 from zoo.dynamic_model import DynamicModel
 from zoo.evaluation import evaluate_ratios

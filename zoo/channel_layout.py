@@ -80,7 +80,9 @@ class ChannelPlan:
         self.parent = {}
         self.sizes = {}
         self.uncut = set()
-        self.layouts = {("images", 0): Layout([(self._segment(graph.image_shape[-1]), graph.image_shape[-1])])}
+        self.layouts = {
+            ("images", 0): Layout([(self._segment(graph.image_shape[-1]), graph.image_shape[-1])])
+        }
         self.uncut.add(0)
         self.outputs_of = {}
         for node in graph.nodes:
@@ -136,7 +138,7 @@ class ChannelPlan:
 
     def output_group(self, node):
         """The width group of a producer's outputs (`None`: never cut)."""
-        (segment, _), = self.layouts[(node.name, 0)].segments
+        ((segment, _),) = self.layouts[(node.name, 0)].segments
         return self.group(segment)
 
     # -- propagation ---------------------------------------------------------
@@ -146,7 +148,8 @@ class ChannelPlan:
         inputs = [self.layouts[ref.key] for ref in node.inputs]
         if not inputs:
             raise ValueError(_unsupported(node, "it reads no tensor of the graph"))
-        if not self._is_known(operation) and self._all_uncut(inputs):
+        reshapes = type(operation) in (L.Reshape, L.Flatten)
+        if (reshapes or not self._is_known(operation)) and self._all_uncut(inputs):
             self.layouts[(node.name, 0)] = self._uncut_output(node)
             return
         if isinstance(operation, keras.layers.Layer):
@@ -248,9 +251,14 @@ class ChannelPlan:
 
     def _reshape(self, node, layer, layout):
         target = tuple(layer.target_shape)
-        if layout.positions == 1 and all(d == 1 for d in target[:-1]) and target[-1] in (
-            layout.channels,
-            -1,
+        if (
+            layout.positions == 1
+            and all(d == 1 for d in target[:-1])
+            and target[-1]
+            in (
+                layout.channels,
+                -1,
+            )
         ):
             return layout
         raise ValueError(

@@ -79,8 +79,7 @@ class ConvertedModel(DynamicModel):
                 groups = max([groups] + [g + 1 for g in used if g is not None])
         if groups > MAX_WIDTH_GROUPS:
             raise ValueError(
-                f"{name} has {groups} width groups; training plans hold at most "
-                f"{MAX_WIDTH_GROUPS}."
+                f"{name} has {groups} width groups; training plans hold at most {MAX_WIDTH_GROUPS}."
             )
         self.num_width_groups = groups
         self.plan.num_width_groups = groups

@@ -100,7 +100,12 @@ def static_cost(model):
             continue
         if not isinstance(
             layer,
-            (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D),
+            (
+                keras.layers.Dense,
+                keras.layers.Conv1D,
+                keras.layers.Conv2D,
+                keras.layers.DepthwiseConv2D,
+            ),
         ):
             continue
         out_shape = layer.output.shape[1:]

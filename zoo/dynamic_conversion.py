@@ -83,7 +83,9 @@ def _convert(node, plan, points, channel_multiple):
     """`[(node entry, layout or None, (original layer, part))]` for one node."""
     operation = node.operation
     args, kwargs = _encode(node.args), _encode(node.kwargs)
-    if isinstance(operation, keras.layers.Layer) and any(v is not None for v in node.kwargs.values()):
+    if isinstance(operation, keras.layers.Layer) and any(
+        v is not None for v in node.kwargs.values()
+    ):
         if set(node.kwargs) - {"training", "mask"}:
             raise ValueError(
                 f"`zoo.dynamic` cannot convert layer {node.name!r} ({type(operation).__name__}): "

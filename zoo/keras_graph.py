@@ -82,9 +82,7 @@ def read_graph(model):
             Sequential, takes several inputs, or calls one layer twice.
     """
     if not isinstance(model, keras.Model):
-        raise ValueError(
-            f"`zoo.dynamic` converts a `keras.Model`; got {type(model).__name__}."
-        )
+        raise ValueError(f"`zoo.dynamic` converts a `keras.Model`; got {type(model).__name__}.")
     if not _is_graph_model(model):
         raise ValueError(
             f"`zoo.dynamic` converts Functional and Sequential models; {model.name} is a "
@@ -124,8 +122,10 @@ def tensor_refs(structure):
 
 
 def _is_graph_model(model):
-    return isinstance(model, keras.Sequential) or type(model).__name__ == "Functional" or (
-        hasattr(model, "operations") and "layers" in model.get_config()
+    return (
+        isinstance(model, keras.Sequential)
+        or type(model).__name__ == "Functional"
+        or (hasattr(model, "operations") and "layers" in model.get_config())
     )
 
 

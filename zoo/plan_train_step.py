@@ -53,7 +53,9 @@ class PlanTrainStep:
             total += entry_loss
             if index == 0:
                 prediction = entry_prediction
-                soft_labels = prediction if self.outputs_probabilities else tf.nn.softmax(prediction)
+                soft_labels = (
+                    prediction if self.outputs_probabilities else tf.nn.softmax(prediction)
+                )
                 teacher = tf.stop_gradient(soft_labels)
         self.apply_plan_gradients(gradients, variables)
         self.weights_changed()

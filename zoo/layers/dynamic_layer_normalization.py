@@ -39,8 +39,12 @@ class DynamicLayerNormalization(DynamicLayer):
         self.input_channels = int(input_shape[-1])
         self.input_rank = len(input_shape)
         shape = (self.input_channels,)
-        self.gamma = self.add_weight(name="gamma", shape=shape, initializer="ones") if self.scale else None
-        self.beta = self.add_weight(name="beta", shape=shape, initializer="zeros") if self.center else None
+        self.gamma = (
+            self.add_weight(name="gamma", shape=shape, initializer="ones") if self.scale else None
+        )
+        self.beta = (
+            self.add_weight(name="beta", shape=shape, initializer="zeros") if self.center else None
+        )
 
     def call(self, inputs, compute_ratio=None, training=None):
         context = self.context(compute_ratio)
