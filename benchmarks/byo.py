@@ -77,7 +77,11 @@ def fit(model, train, epochs, learning_rate, extra_callbacks=()):
         verbose=2,
     )
     seconds = time.time() - start
-    return {"epochs": epochs, "seconds": round(seconds, 1), "images_per_second": round(epochs * len(train[0]) / seconds, 1)}
+    return {
+        "epochs": epochs,
+        "seconds": round(seconds, 1),
+        "images_per_second": round(epochs * len(train[0]) / seconds, 1),
+    }
 
 
 def accuracy(model, test, ratio=None):
@@ -96,33 +100,34 @@ def calibrated_accuracies(model, train, test):
     return {str(r): accuracy(model, test, r) for r in RATIOS}
 
 
-def latency(model, x):
-    """Median ms of the converted model and of its extracted sub-net, batch 64."""
+def latency(model, x, repeats=60):
+    """Median ms of the converted model and of its extracted sub-net at batch
+    64, timed in alternation (`zoo.latency.paired_speedup`), and their ratio
+    with a 90% interval."""
+    import tensorflow as tf
+
+    from zoo.latency import inference_function, paired_speedup
+
+    forward = inference_function(model)
+    images = tf.constant(x[:64])
     rows = {}
     for ratio in RATIOS:
         subnet = zoo.extract_subnet(model, ratio)
-        dynamic = zoo.latency_table(model, ratios=[ratio], batch_sizes=(64,), repeats=30)
-        static = subnet_median(subnet, x)
+        static = tf.function(lambda batch, subnet=subnet: subnet(batch, training=False))
+        ratios = tf.fill([64], ratio)
+        timing = paired_speedup(
+            lambda ratios=ratios: forward(images, ratios),
+            lambda static=static: static(images),
+            repeats=repeats,
+            warmup=10,
+        )
         rows[str(ratio)] = {
-            "converted_ms": round(dynamic.latency(ratio, 64, "median_ms"), 2),
-            "subnet_ms": round(static, 2),
+            "converted_ms": round(1000 * timing["reference"], 2),
+            "subnet_ms": round(1000 * timing["candidate"], 2),
+            "ratio": round(timing["speedup"], 3),
+            "interval": [round(timing["low"], 3), round(timing["high"], 3)],
         }
-        rows[str(ratio)]["ratio"] = round(rows[str(ratio)]["converted_ms"] / static, 3)
     return rows
-
-
-def subnet_median(subnet, x, repeats=30, warmup=5):
-    import tensorflow as tf
-
-    call = tf.function(lambda images: subnet(images, training=False))
-    images = tf.constant(x[:64])
-    times = []
-    for index in range(repeats + warmup):
-        start = time.perf_counter()
-        call(images).numpy()
-        if index >= warmup:
-            times.append(1000 * (time.perf_counter() - start))
-    return float(np.median(times))
 
 
 def markdown(results):
@@ -143,11 +148,16 @@ def markdown(results):
         row = results[key]["accuracy"]
         lines.append(f"| {name} | " + " | ".join(f"{row[str(r)]:.2f}" for r in RATIOS) + " |")
     flops = results["multiply_adds"]
-    lines.append("| multiply-adds (M) | " + " | ".join(f"{flops[str(r)] / 1e6:.1f}" for r in RATIOS) + " |")
+    lines.append(
+        "| multiply-adds (M) | " + " | ".join(f"{flops[str(r)] / 1e6:.1f}" for r in RATIOS) + " |"
+    )
     speed = results["latency_batch_64"]
     lines.append(
         "| latency, batch 64: converted / extracted sub-net (ms) | "
-        + " | ".join(f"{speed[str(r)]['converted_ms']} / {speed[str(r)]['subnet_ms']} ({speed[str(r)]['ratio']}x)" for r in RATIOS)
+        + " | ".join(
+            f"{speed[str(r)]['converted_ms']} / {speed[str(r)]['subnet_ms']} ({speed[str(r)]['ratio']}x)"
+            for r in RATIOS
+        )
         + " |"
     )
     lines += [
@@ -167,12 +177,24 @@ def markdown(results):
 def plot(results, path):
     figure, axis = new_figure(figsize=(6.4, 4.2))
     flops = [results["multiply_adds"][str(r)] / 1e6 for r in RATIOS]
-    styles = {"cut": ("cut", "tab:gray", "s"), "reordered": ("reordered", "tab:orange", "^"), "fine_tuned": ("fine-tuned", "tab:blue", "o")}
+    styles = {
+        "cut": ("cut", "tab:gray", "s"),
+        "reordered": ("reordered", "tab:orange", "^"),
+        "fine_tuned": ("fine-tuned", "tab:blue", "o"),
+    }
     for key, (label, colour, marker) in styles.items():
         row = [results[key]["accuracy"][str(r)] for r in RATIOS]
         axis.plot(flops, row, marker=marker, color=colour, label=label)
     static = results["cut"]["accuracy"]["1.0"]
-    axis.scatter([flops[0]], [static], color="black", marker="*", s=120, label="static model (recalibrated)", zorder=3)
+    axis.scatter(
+        [flops[0]],
+        [static],
+        color="black",
+        marker="*",
+        s=120,
+        label="static model (recalibrated)",
+        zorder=3,
+    )
     axis.set_xlabel("multiply-adds per image (millions)")
     axis.set_ylabel("test accuracy (%)")
     axis.set_title("Your own MobileNetV2, made dynamic")
@@ -185,14 +207,25 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--static-epochs", type=int, default=15)
     parser.add_argument("--tune-epochs", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="a few hundred images, to check the script")
+    parser.add_argument(
+        "--quick", action="store_true", help="a few hundred images, to check the script"
+    )
     parser.add_argument(
         "--tables-only", action="store_true", help="rewrite the table and plot from byo.json"
     )
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="measure the latency again (on a fresh conversion: weights do not change it)",
+    )
     args = parser.parse_args()
-    if args.tables_only:
+    if args.tables_only or args.latency_only:
         with open(os.path.join(RESULTS, "byo.json")) as file:
             results = json.load(file)
+        if args.latency_only:
+            model = zoo.dynamic(users_model(), operating_points=RATIOS)
+            images = np.random.default_rng(0).uniform(0, 255, (64, 32, 32, 3)).astype("float32")
+            results["latency_batch_64"] = latency(model, images)
         write_results("byo", results, markdown(results))
         plot(results, os.path.join(RESULTS, "byo.png"))
         return
@@ -203,7 +236,10 @@ def main():
         train, test = (train[0][:512], train[1][:512]), (test[0][:500], test[1][:500])
     keras.utils.set_random_seed(0)
     base = users_model()
-    results = {"machine": machine(), "static": {"training": fit(base, train, args.static_epochs, 0.1)}}
+    results = {
+        "machine": machine(),
+        "static": {"training": fit(base, train, args.static_epochs, 0.1)},
+    }
     results["static"]["accuracy"] = accuracy(base, test)
     model = zoo.dynamic(base, operating_points=RATIOS)
     results["multiply_adds"] = {str(r): zoo.cost(model, r)["flops"] for r in RATIOS}
@@ -212,7 +248,10 @@ def main():
     results["reordered"] = {"accuracy": calibrated_accuracies(model, train, test)}
     sampler = callbacks.SubnetSampler(ratios=RATIOS, sandwich=True, num_ratios=3)
     training = fit(model, train, args.tune_epochs, 0.02, [sampler])
-    results["fine_tuned"] = {"training": training, "accuracy": calibrated_accuracies(model, train, test)}
+    results["fine_tuned"] = {
+        "training": training,
+        "accuracy": calibrated_accuracies(model, train, test),
+    }
     results["latency_batch_64"] = latency(model, test[0])
     print(markdown(results))
     if args.quick:

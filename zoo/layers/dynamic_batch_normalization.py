@@ -57,7 +57,7 @@ class DynamicBatchNormalization(PointStatistics, DynamicLayer):
     def call(self, inputs, compute_ratio=None, training=False):
         context = self.context(compute_ratio)
         n = self.input_width(context, self.input_channels)
-        x = inputs[..., :n]
+        x = self.kept_inputs_of(inputs, n)
         block = lambda weight, axis=0: self.input_block(weight, n, axis, context)
         if training:
             mean, variance = self._batch_moments(x)
@@ -69,9 +69,12 @@ class DynamicBatchNormalization(PointStatistics, DynamicLayer):
             mean = tf.reshape(block(tf.gather(self.moving_mean, index), 1), shape)
             variance = tf.reshape(block(tf.gather(self.moving_variance, index), 1), shape)
         else:
+            # The scale and offset of every channel, then two slices: the
+            # arithmetic of `tf.nn.batch_normalization` with fewer slices.
             index = self._point_index(context)
-            mean = block(self.moving_mean[index])
-            variance = block(self.moving_variance[index])
+            scale = tf.math.rsqrt(self.moving_variance[index] + self.epsilon) * self.gamma
+            offset = self.beta - self.moving_mean[index] * scale
+            return x * tf.cast(block(scale), x.dtype) + tf.cast(block(offset), x.dtype)
         return tf.nn.batch_normalization(
             x, mean, variance, block(self.beta), block(self.gamma), self.epsilon
         )

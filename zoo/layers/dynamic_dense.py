@@ -63,14 +63,15 @@ class DynamicDense(DynamicLayer):
         context = self.context(compute_ratio)
         n_in = self.input_width(context, self.input_channels)
         n_out = self.output_width(context, self.units)
-        x = self.keep_sample_channels(inputs[..., :n_in], context, self.input_channels)
+        x = self.kept_inputs_of(inputs, n_in)
+        x = self.keep_sample_channels(x, context, self.input_channels)
         kernel = self.inference_kernel(
             context,
             training,
             n_in,
             n_out,
             lambda: self.scale_input_channels(
-                self.input_block(self.kernel[:, :n_out], n_in, 0, context), n_in
+                self.kernel_block(n_in, n_out, context), n_in
             ),
         )
         return self._finish(tf.matmul(x, kernel), n_out)

@@ -77,7 +77,7 @@ class DynamicDepthwiseConv2D(DynamicLayer):
         context = self.context(compute_ratio)
         n = self.input_width(context, self.input_channels)
         y = tf.nn.depthwise_conv2d(
-            inputs[..., :n],
+            self.kept_inputs_of(inputs, n),
             self.input_block(self.kernel, n, -2, context),
             strides=(1,) + self.strides + (1,),
             padding=self.padding.upper(),

@@ -69,6 +69,7 @@ class DynamicLayer(keras.layers.Layer):
         # positions (set by `zoo.dynamic`, see `set_input_layout`).
         self._input_segments = None
         self._input_positions = 1
+        self._inputs_at_width = False
 
     def set_input_layout(self, segments, positions=1, output_group=None):
         """Where this layer's input channels come from (models made by `zoo.dynamic`).
@@ -82,6 +83,9 @@ class DynamicLayer(keras.layers.Layer):
             output_group: the width group of the outputs (`None`: not cut).
         """
         segments = tuple((int(size), group) for size, group in segments)
+        # In a converted graph every tensor is computed at exactly its
+        # widths, so the input needs no slicing.
+        object.__setattr__(self, "_inputs_at_width", True)
         if len(segments) == 1 and positions == 1:
             object.__setattr__(self, "_input_group", segments[0][1])
         else:
@@ -206,6 +210,16 @@ class DynamicLayer(keras.layers.Layer):
         ]
         ranges = self._segment_ranges(widths)
         return np.concatenate([np.arange(start, start + width) for start, width in ranges])
+
+    def kept_inputs_of(self, inputs, n_in):
+        """The input's first `n_in` channels (all of it in a converted graph)."""
+        return inputs if self._inputs_at_width else inputs[..., :n_in]
+
+    def kernel_block(self, n_in, n_out, context):
+        """The kernel `[..., in, out]` at the kept inputs and first `n_out` outputs."""
+        if self._input_segments is None or not self.cut_inputs:
+            return self.kernel[..., :n_in, :n_out]
+        return tf.gather(self.kernel[..., :n_out], self.input_index(context), axis=-2)
 
     def input_block(self, weight, n_in, axis, context):
         """`weight` restricted, along its input-channel `axis`, to the kept inputs."""

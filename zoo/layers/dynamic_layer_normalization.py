@@ -49,7 +49,7 @@ class DynamicLayerNormalization(DynamicLayer):
     def call(self, inputs, compute_ratio=None, training=None):
         context = self.context(compute_ratio)
         n = self.input_width(context, self.input_channels)
-        x = inputs[..., :n]
+        x = self.kept_inputs_of(inputs, n)
         if context.is_mixed and self.cut_inputs:
             mean, variance = self._own_moments(x, context)
         else:
