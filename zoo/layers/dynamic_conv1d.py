@@ -82,9 +82,7 @@ class DynamicConv1D(DynamicLayer):
             training,
             n_in,
             n_out,
-            lambda: self.scale_input_channels(
-                self.kernel_block(n_in, n_out, context), n_in
-            ),
+            lambda: self.scale_input_channels(self.kernel_block(n_in, n_out, context), n_in),
         )
         y = tf.nn.conv1d(x, kernel, stride=self.strides, padding=self.padding.upper())
         return self._finish(y, n_out)

@@ -79,9 +79,7 @@ class DynamicConv2D(DynamicLayer):
             training,
             n_in,
             n_out,
-            lambda: self.scale_input_channels(
-                self.kernel_block(n_in, n_out, context), n_in
-            ),
+            lambda: self.scale_input_channels(self.kernel_block(n_in, n_out, context), n_in),
         )
         y = tf.nn.conv2d(x, kernel, strides=self.strides, padding=self.padding.upper())
         return self._finish(y, n_out)

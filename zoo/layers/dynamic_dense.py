@@ -70,9 +70,7 @@ class DynamicDense(DynamicLayer):
             training,
             n_in,
             n_out,
-            lambda: self.scale_input_channels(
-                self.kernel_block(n_in, n_out, context), n_in
-            ),
+            lambda: self.scale_input_channels(self.kernel_block(n_in, n_out, context), n_in),
         )
         return self._finish(tf.matmul(x, kernel), n_out)
 
