@@ -58,6 +58,17 @@ def new_figure(*args, **kwargs):
     return plt.subplots(*args, **kwargs)
 
 
+def distinct_styles(count):
+    """`count` (colour, marker) pairs no two of which are alike: the 20
+    colours of matplotlib's `tab20`, each ten with their own marker."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab20"].colors
+    order = [*range(0, 20, 2), *range(1, 20, 2)]  # dark shades first, then light ones
+    markers = "o^sDvP"
+    return [(colours[order[i % 20]], markers[(i // 10) % len(markers)]) for i in range(count)]
+
+
 def save_figure(figure, path):
     """Writes `figure` as the benchmark plots are written, then closes it."""
     import matplotlib.pyplot as plt

@@ -33,7 +33,14 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import zoo  # noqa: E402
-from benchmarks.common import RESULTS, machine, new_figure, save_figure, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS,
+    distinct_styles,
+    machine,
+    new_figure,
+    save_figure,
+    write_results,
+)
 from zoo.recipes import train_recipe  # noqa: E402
 
 RATIOS = [round(0.10 + 0.05 * i, 2) for i in range(19)]
@@ -245,12 +252,15 @@ def target_check(results):
 
 def plot(results, path):
     figure, axis = new_figure(figsize=(8, 5))
-    for name, method in results["methods"].items():
+    methods = results["methods"]
+    for (name, method), (colour, marker) in zip(methods.items(), distinct_styles(len(methods))):
         ratios = [float(r) for r in method["accuracy"]]
         axis.plot(
             ratios,
             list(method["accuracy"].values()),
-            marker=".",
+            color=colour,
+            marker=marker,
+            markersize=3,
             label=f"{name} ({method['average']:.2f})",
         )
     axis.set_xlabel("compute ratio")
