@@ -91,16 +91,11 @@ def preset_results(preset, quick):
         zoo.export_litert(
             model, int8_path, quantize="int8", representative_data=representative_images(preset)
         )
-        one_file = os.path.join(folder, "one.tflite")
-        zoo.export_litert(model, one_file, ratios=[1.0])
-        sizes = {
-            name: os.path.getsize(p)
-            for name, p in (
-                ("float", float_path),
-                ("int8", int8_path),
-                ("float_ratio_1.0", one_file),
-            )
-        }
+        sizes = {"float": os.path.getsize(float_path), "int8": os.path.getsize(int8_path)}
+        for ratio in ratios:
+            one_file = os.path.join(folder, f"{signature_name(ratio)}.tflite")
+            zoo.export_litert(model, one_file, ratios=[ratio])
+            sizes[f"float_ratio_{ratio:g}"] = os.path.getsize(one_file)
         float_results = litert_results(float_path, ratios, images, labels, repeats)
         int8_results = litert_results(int8_path, ratios, images, labels, repeats)
     keras_accuracy = zoo.evaluate_ratios(model, (images, labels), ratios)
@@ -115,7 +110,12 @@ def preset_results(preset, quick):
             "litert_float_ms": float_results[ratio]["latency_ms"],
             "litert_int8_ms": int8_results[ratio]["latency_ms"],
         }
-    return {"ratios": rows, "file_bytes": sizes, "test_images": len(labels)}
+    return {
+        "ratios": rows,
+        "file_bytes": sizes,
+        "test_images": len(labels),
+        "load_average": os.getloadavg()[0],
+    }
 
 
 def markdown(results):
@@ -137,15 +137,21 @@ def markdown(results):
             )
     lines += [
         "",
-        "| preset | float file (all ratios) | one float file at 1.0 | ratio | int8 file |",
-        "| --- | --- | --- | --- | --- |",
+        "| preset | float file (all ratios) | one float file at 1.0 | against it | "
+        "one float file per ratio, summed | against them | int8 file (all ratios) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for preset, result in results["presets"].items():
         sizes = result["file_bytes"]
+        full = sizes["float_ratio_1"]
+        separate = sum(sizes[f"float_ratio_{ratio}"] for ratio in result["ratios"])
         lines.append(
-            f"| `{preset}` | {sizes['float'] / 1e6:.2f} MB | {sizes['float_ratio_1.0'] / 1e6:.2f} MB | "
-            f"{sizes['float'] / sizes['float_ratio_1.0']:.2f}x | {sizes['int8'] / 1e6:.2f} MB |"
+            f"| `{preset}` | {sizes['float'] / 1e6:.2f} MB | {full / 1e6:.2f} MB | "
+            f"{sizes['float'] / full:.2f}x | {separate / 1e6:.2f} MB | "
+            f"{sizes['float'] / separate:.2f}x | {sizes['int8'] / 1e6:.2f} MB |"
         )
+    loads = ", ".join(f"{result['load_average']:.2f}" for result in results["presets"].values())
+    lines += ["", f"One-minute load average after each preset's measurements: {loads} (2 cores)."]
     return "\n".join(lines) + "\n"
 
 
