@@ -282,3 +282,28 @@ def test_the_masked_baseline_computes_what_the_dynamic_model_does():
             rtol=1e-5,
             atol=1e-5,
         )
+
+
+def test_litert_shared_weights_rewrite_stores_each_weight_once_with_equal_outputs(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    shared_weights = importlib.import_module("benchmarks.litert_shared_weights")
+    model = zoo.load("resnet20_cifar10")
+    original, full, shared = (
+        str(tmp_path / f"{name}.tflite") for name in ("all", "full", "shared")
+    )
+    zoo.export_litert(model, original, ratios=[1.0, 0.5])
+    zoo.export_litert(model, full, ratios=[1.0])
+    rewritten = flatbuffer_utils.read_model(original)
+    kinds = shared_weights.share_weights(rewritten)
+    flatbuffer_utils.write_model(rewritten, shared)
+    # Batch norm folded per operating point: the narrower weights are scaled blocks.
+    assert kinds["scaled"] > 0 and kinds["neither"] == 0
+    stored = shared_weights.buffer_bytes(flatbuffer_utils.read_model(shared))
+    assert stored < 1.05 * shared_weights.buffer_bytes(flatbuffer_utils.read_model(full))
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    for name in ("ratio_100", "ratio_050"):
+        expected = Interpreter(original).get_signature_runner(name)(images=images)["logits"]
+        got = Interpreter(shared).get_signature_runner(name)(images=images)["logits"]
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
