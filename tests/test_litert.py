@@ -4,7 +4,7 @@ run with the LiteRT interpreter itself."""
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
-from conftest import random_images, randomize_batchnorm
+from conftest import random_images, randomize_batchnorm, real_dataset
 
 import zoo
 
@@ -75,3 +75,33 @@ def test_every_architecture_exports(tmp_path, architecture, arguments):
         logits = interpreter.get_signature_runner(name)(images=x)["logits"]
         expected = model(x, compute_ratio=ratio).numpy()
         np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_int8_stays_within_a_point_of_float_on_a_trained_preset(tmp_path):
+    # The benchmark (benchmarks/litert_deployment.py) checks every CIFAR-10
+    # preset on 2,000 held-out images; here the smallest, on 1,000.
+    from zoo.recipes import training_dataset
+
+    model = zoo.load("resnet20_cifar10")
+    images, labels = real_dataset("cifar10", "test[:1000]")
+    train = real_dataset("cifar10", "train[:500]")
+    recipe = zoo.presets.get_preset("resnet20_cifar10")["recipe"]
+    batches = training_dataset(train, recipe, seed=0).take(2)  # the images training sees
+    calibration = np.concatenate([x.numpy() for x, _ in batches])
+    paths = {q: str(tmp_path / f"{q}.tflite") for q in ("float", "int8")}
+    zoo.export_litert(model, paths["float"])
+    zoo.export_litert(model, paths["int8"], quantize="int8", representative_data=calibration[:200])
+    accuracy = {}
+    for quantize, path in paths.items():
+        interpreter = Interpreter(path)
+        for ratio in model.operating_points:
+            run = interpreter.get_signature_runner(zoo.litert_export.signature_name(ratio))
+            logits = np.concatenate(
+                [
+                    run(images=images[i : i + 100].astype("float32"))["logits"]
+                    for i in range(0, 1000, 100)
+                ]
+            )
+            accuracy[quantize, ratio] = 100 * np.mean(np.argmax(logits, -1) == labels)
+    for ratio in model.operating_points:
+        assert abs(accuracy["int8", ratio] - accuracy["float", ratio]) <= 1.0, accuracy
