@@ -53,6 +53,10 @@ PUBLISHED = {
     "tesla_atp": 94.03,
     "idp": 88.37,
     "idp_sgd": 88.37,
+    "idp_one_layer": 88.37,
+    "idp_one_layer_harmonic": 88.37,
+    "idp_one_layer_short": 88.37,
+    "idp_one_layer_harmonic_short": 88.37,
 }
 BATCH = 128
 LEARNING_RATE = 1e-3
@@ -99,6 +103,26 @@ METHODS = {
         "Original IDP (linear profile, full-width training)",
         LINEAR,
         {**COMMON, "method": "idp", "epochs": 20},
+    ),
+    "idp_one_layer": (
+        "Original IDP as its authors' code cuts it (linear; only layer 2's inputs)",
+        {**LINEAR, "cut_hidden": (True, False)},
+        {**COMMON, "method": "idp", "epochs": 20},
+    ),
+    "idp_one_layer_harmonic": (
+        "Original IDP as its authors' code cuts it, harmonic profile",
+        {"profile": "harmonic", "cut_hidden": (True, False)},
+        {**COMMON, "method": "idp", "epochs": 20},
+    ),
+    "idp_one_layer_short": (
+        "Original IDP cut as its authors' code, their budget (batch 28, 2 epochs: about 4,000 steps)",
+        {**LINEAR, "cut_hidden": (True, False)},
+        {**COMMON, "method": "idp", "epochs": 2, "batch_size": 28},
+    ),
+    "idp_one_layer_harmonic_short": (
+        "Original IDP cut as its authors' code, harmonic profile, their budget",
+        {"profile": "harmonic", "cut_hidden": (True, False)},
+        {**COMMON, "method": "idp", "epochs": 2, "batch_size": 28},
     ),
     "idp_sgd": (
         "Original IDP, SGD (Nesterov momentum 0.9, learning rate 0.01)",

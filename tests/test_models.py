@@ -208,3 +208,24 @@ def test_config_keeps_trainable_and_dtype():
     assert config["trainable"] is False
     rebuilt = type(model).from_config(config)
     assert rebuilt.trainable is False and rebuilt.dtype_policy.name == "float32"
+
+
+def test_mlp_cutting_one_layer_as_idps_code_keeps_the_rest_whole(tmp_path):
+    model = zoo.build("mlp", cut_hidden=(True, False), profile="linear")
+    subnet = zoo.extract_subnet(model, 0.1)
+    assert [layer.units for layer in subnet.layers if hasattr(layer, "units")] == [10, 100, 10]
+    x = random_images(model, batch=3)
+    np.testing.assert_allclose(subnet(x), model(x, compute_ratio=0.1), rtol=1e-5, atol=1e-5)
+    # 784 x 10 + 10 x 100 + 100 x 10 multiply-adds.
+    assert zoo.cost(model, 0.1)["flops"] == 784 * 10 + 10 * 100 + 100 * 10
+    model.save(tmp_path / "mlp.keras")
+    loaded = keras.models.load_model(tmp_path / "mlp.keras")
+    assert loaded.cut_hidden == (True, False)
+    np.testing.assert_allclose(loaded(x, compute_ratio=0.1), model(x, compute_ratio=0.1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("cut_hidden", [(True,), (False, False)])
+def test_mlp_cut_hidden_needs_a_flag_per_layer_and_one_cut(cut_hidden):
+    for _ in range(2):
+        with pytest.raises(ValueError, match="`cut_hidden` needs one flag per hidden layer"):
+            zoo.build("mlp", cut_hidden=cut_hidden)

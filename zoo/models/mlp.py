@@ -14,8 +14,16 @@ class MLP(DynamicModel):
     hidden layers' widths and the classifier's inputs follow the compute
     ratio; the classifier always produces all `num_classes` logits.
 
+    IDP's own MLP experiments cut one layer only: the ratio keeps the first
+    units of the first hidden layer, which the second reads through its
+    profile, while the second hidden layer and the classifier stay whole
+    (`cut_hidden=(True, False)`).
+
     Args:
         hidden_units: width of each hidden layer at ratio 1 (before `width`).
+        cut_hidden: for each hidden layer, whether the ratio cuts its units
+            (default: every layer's); the layer after a cut one reads only
+            the kept units, through the profile.
         input_shape: shape of one image, default MNIST's `(28, 28, 1)`.
         num_classes: number of classes.
         name: the model's name, `"mlp"` unless given.
@@ -32,6 +40,7 @@ class MLP(DynamicModel):
     def __init__(
         self,
         hidden_units=(100, 100),
+        cut_hidden=None,
         input_shape=(28, 28, 1),
         num_classes=10,
         name="mlp",
@@ -39,6 +48,7 @@ class MLP(DynamicModel):
     ):
         super().__init__(input_shape=input_shape, num_classes=num_classes, name=name, **kwargs)
         self.hidden_units = tuple(int(u) for u in hidden_units)
+        self.cut_hidden = self._cut_hidden(cut_hidden)
         self.rescale = keras.layers.Rescaling(1.0 / 255.0, name="rescale")
         self.flatten = keras.layers.Flatten(name="flatten")
         self.hidden = [
@@ -46,7 +56,9 @@ class MLP(DynamicModel):
         ]
         self.classifier = self.branched(
             lambda name: DynamicDense(
-                num_classes, **self.dynamic_kwargs(cut_outputs=False), name=name
+                num_classes,
+                **self.dynamic_kwargs(cut_inputs=self.cut_hidden[-1], cut_outputs=False),
+                name=name,
             ),
             "classifier",
         )
@@ -57,12 +69,26 @@ class MLP(DynamicModel):
             return DynamicDense(
                 self.channels(units),
                 activation="relu",
-                **self.dynamic_kwargs(cut_inputs=index > 0),
+                **self.dynamic_kwargs(
+                    cut_inputs=index > 0 and self.cut_hidden[index - 1],
+                    cut_outputs=self.cut_hidden[index],
+                ),
                 name=name,
             )
 
         # The first layer reads the pixels: one per profile (IDP's MP).
         return self.branched(make, "dense_0") if index == 0 else make(f"dense_{index}")
+
+    def _cut_hidden(self, cut_hidden):
+        if cut_hidden is None:
+            return (True,) * len(self.hidden_units)
+        cut = tuple(bool(c) for c in cut_hidden)
+        if len(cut) != len(self.hidden_units) or not any(cut):
+            raise ValueError(
+                f"`cut_hidden` needs one flag per hidden layer ({len(self.hidden_units)}), at "
+                f"least one of them true; got {cut_hidden!r}."
+            )
+        return cut
 
     def forward(self, images, apply):
         x = apply(self.flatten, apply(self.rescale, images))
@@ -71,4 +97,8 @@ class MLP(DynamicModel):
         return apply(self.classifier, x)
 
     def get_config(self):
-        return {**super().get_config(), "hidden_units": list(self.hidden_units)}
+        return {
+            **super().get_config(),
+            "hidden_units": list(self.hidden_units),
+            "cut_hidden": list(self.cut_hidden),
+        }
