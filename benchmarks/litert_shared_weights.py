@@ -78,6 +78,17 @@ def block_scale(weights, full, channel_axis):
     return None
 
 
+def find_block(weights, axis, candidates):
+    """The first full-width weight `weights` is a scaled block of:
+    `(tensor index, array, scale)`, or `None`."""
+    for tensor, array, candidate_axis in candidates:
+        if candidate_axis == axis:
+            scale = block_scale(weights, array, axis)
+            if scale is not None:
+                return tensor, array, scale
+    return None
+
+
 def full_width_weights(model, subgraph):
     """`[(tensor index, array, channel axis)]` of the full-width signature's weights."""
     found = []
@@ -142,16 +153,7 @@ def share_weights(model):
             )
             if weights is None:
                 continue
-            match = next(
-                (
-                    (tensor, array, scale)
-                    for tensor, array, candidate_axis in candidates
-                    if candidate_axis == axis
-                    for scale in [block_scale(weights, array, axis)]
-                    if scale is not None
-                ),
-                None,
-            )
+            match = find_block(weights, axis, candidates)
             if match is None:
                 kinds["neither"] += weights.nbytes
                 continue
