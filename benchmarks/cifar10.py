@@ -86,7 +86,10 @@ RATIOS = [0.25, 0.5, 0.75, 1.0]
 # for runs timed epoch by epoch its `epoch_seconds`, in results/cifar10.json).
 # Weight decay: see the module docstring.
 ARCHITECTURES = {
-    "resnet20": {"ratios": RATIOS, "arguments": {}, "epochs": 30, "weight_decay": 5e-3},
+    # 150 epochs: the budget at which a static ResNet-20 nears its published
+    # accuracy (He et al. train 164); rows of earlier budgets keep theirs
+    # (the table's epochs column) and are marked stale.
+    "resnet20": {"ratios": RATIOS, "arguments": {}, "epochs": 150, "weight_decay": 5e-3},
     "mobilenet": {"ratios": RATIOS, "arguments": {}, "epochs": 10, "weight_decay": 5e-4},
     # Half width keeps the weights under 20 MB (3.7M parameters). 64 epochs:
     # what `epoch_budget.py` estimates ratio 0.2 needs for 80%.
@@ -148,7 +151,15 @@ METHODS = {
 CALIBRATION = "augmented training pipeline"
 STALE_CALIBRATION = "†"
 STALE_RECIPE = "‡"
-TARGETS = {"resnet20_full": 88.0, "gap_to_individual": 1.5, "vgg16_0.50": 70.0, "vgg16_0.20": 80.0}
+# What a single model must reach, per architecture and ratio: the accuracy of
+# the static networks a user would otherwise pick (issue 45's goals).
+TARGETS = {
+    "resnet20": {"1.00": 90.0, "0.25": 80.0},
+    "vgg16": {"1.00": 88.0, "0.20": 80.0},
+    "mobilenet": {"1.00": 85.0},
+}
+# The largest gap to the individual networks at any ratio, in points.
+GAP_TO_INDIVIDUAL = {"resnet20": 1.0, "mobilenet": 1.0}
 
 
 def staleness(row, recipe):
@@ -222,8 +233,10 @@ def train(architecture, arguments, recipe, data, seed=0):
 def timing(training):
     """A result's training time: seconds in all, and, where they were timed,
     the epochs trained (fewer than the recipe's when early stopping ended
-    the run) and each timed epoch's wall-clock and CPU seconds (a run begun
-    before epochs were timed has its later epochs' only)."""
+    the run), each timed epoch's wall-clock and CPU seconds, images per
+    second and load average, and the medians of images per second and CPU
+    seconds per epoch (a run begun before epochs were timed has its later
+    epochs' only)."""
     if training is None:
         return {"seconds": None}
     result = {"seconds": training["seconds"]}
@@ -232,6 +245,15 @@ def timing(training):
     for key in ("epoch_seconds", "epoch_cpu_seconds"):
         if training.get(key):
             result[key] = training[key]
+    for key, field in (
+        ("images_per_second", "images_per_second"),
+        ("cpu_seconds_per_epoch", "epoch_cpu_seconds"),
+    ):
+        if training.get(field):
+            result[key] = float(np.median(list(training[field].values())))
+    for field in ("images_per_second", "load_average"):
+        if training.get(field):
+            result[f"epoch_{field}"] = training[field]
     return result
 
 
@@ -283,6 +305,8 @@ def run_individual(architecture, data, quick, force=False):
         result["accuracy"][key] = network["accuracy"]
         result["mult_adds"][key] = network["mult_adds"]
         result["seconds"] += network["seconds"]
+        if network.get("images_per_second"):
+            result.setdefault("networks_images_per_second", {})[key] = network["images_per_second"]
     return result
 
 
@@ -320,42 +344,34 @@ def load_data(quick):
 def target_checks(architecture, methods, quick=False):
     """Each target that applies to `architecture`: (text, met), met `None`
     while the rows it compares are not comparable yet."""
-    checks = []
     singles = {n: m for n, m in methods.items() if n != "individual"}
-    best = max(singles, key=lambda n: np.mean(list(singles[n]["accuracy"].values())), default=None)
-    if architecture == "resnet20" and best:
-        value = max(m["accuracy"]["1.00"] for m in singles.values())
+    if not singles:
+        return []
+    checks = []
+    for ratio, target in TARGETS.get(architecture, {}).items():
+        value = max(m["accuracy"][ratio] for m in singles.values() if ratio in m["accuracy"])
         checks.append(
-            (f"resnet20 at ratio 1.0 >= 88%: {value:.2f}", value >= TARGETS["resnet20_full"])
+            (f"{architecture} at ratio {ratio} >= {target:.0f}%: {value:.2f}", value >= target)
         )
-    if best and "individual" in methods:
+    best = max(singles, key=lambda n: np.mean(list(singles[n]["accuracy"].values())))
+    if "individual" in methods:
         pair = ("individual", best)
         stale = {m for n in pair for m in staleness(methods[n], recipe_for(architecture, n, quick))}
-        checks.append(gap_check(methods["individual"], best, singles[best], "".join(sorted(stale))))
-    return checks + vgg16_checks(architecture, singles)
+        limit = GAP_TO_INDIVIDUAL.get(architecture, 1.5)
+        checks.append(
+            gap_check(methods["individual"], best, singles[best], "".join(sorted(stale)), limit)
+        )
+    return checks
 
 
-def gap_check(individual, best, single, stale):
+def gap_check(individual, best, single, stale, limit):
     """The gap target; `stale` holds the staleness marks of either row."""
-    text = f"best single model ({best}) within 1.5 points of the individual networks at every ratio"
+    text = f"best single model ({best}) within {limit} points of the individual networks at every ratio"
     if stale:
         return f"{text}: not comparable until both are in the current setup ({stale})", None
     gaps = {r: individual["accuracy"][r] - single["accuracy"][r] for r in single["accuracy"]}
     worst = max(gaps, key=gaps.get)
-    return (
-        f"{text}: largest gap {gaps[worst]:.2f} at {worst}",
-        gaps[worst] <= TARGETS["gap_to_individual"],
-    )
-
-
-def vgg16_checks(architecture, singles):
-    if architecture != "vgg16" or not singles:
-        return []
-    checks = []
-    for ratio, target in (("0.50", 70.0), ("0.20", 80.0)):
-        value = max(m["accuracy"][ratio] for m in singles.values())
-        checks.append((f"vgg16 at ratio {ratio} >= {target:.0f}%: {value:.2f}", value >= target))
-    return checks
+    return f"{text}: largest gap {gaps[worst]:.2f} at {worst}", gaps[worst] <= limit
 
 
 FOOTNOTES = {
@@ -392,8 +408,10 @@ def architecture_table(architecture, methods, quick):
     staleness marks they use."""
     ratios = [f"{r:.2f}" for r in ARCHITECTURES[architecture]["ratios"]]
     lines, marks = [f"**{architecture}**", ""], set()
-    lines.append("| method | " + " | ".join(ratios) + " | train time | source |")
-    lines.append("| --- " * (len(ratios) + 3) + "|")
+    lines.append(
+        "| method | " + " | ".join(ratios) + " | epochs | train time | images/s | source |"
+    )
+    lines.append("| --- " * (len(ratios) + 5) + "|")
     for name in (n for n in METHODS if n in methods):
         method, seconds = methods[name], methods[name]["seconds"]
         stale = staleness(method, recipe_for(architecture, name, quick))
@@ -401,13 +419,15 @@ def architecture_table(architecture, methods, quick):
         lines.append(
             f"| {METHODS[name][0]}{' ' + stale if stale else ''} | "
             + " | ".join(f"{method['accuracy'][r]:.2f}" for r in ratios)
-            + f" | {'' if seconds is None else f'{seconds / 60:.0f} min'} | {method['source']} |"
+            + f" | {method['recipe']['epochs']}"
+            + f" | {'' if seconds is None else f'{seconds / 60:.0f} min'}"
+            + f" | {images_per_second(method)} | {method['source']} |"
         )
     any_method = next(iter(methods.values()))
     lines.append(
         "| multiply-adds (millions) | "
         + " | ".join(f"{any_method['mult_adds'][r] / 1e6:.1f}" for r in ratios)
-        + " | | |"
+        + " | | | | |"
     )
     budget = ARCHITECTURES[architecture]
     decay = f"{budget['weight_decay']:.0e}".replace("e-0", "e-")
@@ -416,6 +436,14 @@ def architecture_table(architecture, methods, quick):
         status = "pending" if met is None else "met" if met else "**missed**"
         lines.append(f"- {status}: {text}")
     return lines + [""], marks
+
+
+def images_per_second(row):
+    """A row's median images per second, or its individual networks' range."""
+    if row.get("images_per_second"):
+        return f"{row['images_per_second']:.0f}"
+    rates = list(row.get("networks_images_per_second", {}).values())
+    return f"{min(rates):.0f}-{max(rates):.0f}" if rates else ""
 
 
 def plot(results, path):

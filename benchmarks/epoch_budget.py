@@ -35,8 +35,9 @@ from benchmarks.common import machine, write_results  # noqa: E402
 
 # Each target: (architecture, ratio, accuracy to reach in %).
 TARGETS = {
-    "vgg16_0.20": ("vgg16", 0.2, cifar10.TARGETS["vgg16_0.20"]),
-    "resnet20_1.00": ("resnet20", 1.0, cifar10.TARGETS["resnet20_full"]),
+    f"{architecture}_{ratio}": (architecture, float(ratio), accuracy)
+    for architecture, targets in cifar10.TARGETS.items()
+    for ratio, accuracy in targets.items()
 }
 
 
@@ -61,7 +62,8 @@ def benchmark_run(architecture, ratio, epochs):
     network = stored.get("individual_networks", {}).get(f"{ratio:.2f}", {})
     if network.get("recipe") != recipe_for(architecture, epochs):
         return None
-    return {key: network[key] for key in ("accuracy", "seconds", "recipe")}
+    keys = ("accuracy", "seconds", "recipe", "images_per_second", "cpu_seconds_per_epoch")
+    return {key: network[key] for key in keys if key in network}
 
 
 def stored_targets():
@@ -83,14 +85,17 @@ def single_model_accuracy(architecture, ratio):
 
 def markdown(results):
     lines = [
-        "| target | epochs | individual network (%) | train time |",
-        "| --- | --- | --- | --- |",
+        "| target | epochs | individual network (%) | train time | images/s |",
+        "| --- | --- | --- | --- | --- |",
     ]
     notes = []
     for entry in results["targets"].values():
         for epochs, run in sorted(entry["runs"].items(), key=lambda item: int(item[0])):
             minutes = f"{run['seconds'] / 60:.0f} min"
-            lines.append(f"| {entry['text']} | {epochs} | {run['accuracy']:.2f} | {minutes} |")
+            rate = f"{run['images_per_second']:.0f}" if run.get("images_per_second") else ""
+            lines.append(
+                f"| {entry['text']} | {epochs} | {run['accuracy']:.2f} | {minutes} | {rate} |"
+            )
         best, accuracy, epochs = entry["single_model"]
         notes.append(
             f"- {entry['text']}: the single model ({best}) reaches {accuracy:.2f} "

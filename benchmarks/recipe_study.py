@@ -96,26 +96,9 @@ def run(name, epochs, data, quick):
         "accuracy": 100.0 * zoo.evaluate_ratios(model, test, [1.0], batch_size=500)[1.0],
         "accuracy_flipped": flipped_accuracy(model, test),
         **cifar10.timing(training),
-        **throughput(training),
         "recipe": recipe,
         "quick": quick,
     }
-
-
-def throughput(training):
-    """The median images per second and CPU seconds per epoch of a run."""
-    result = {}
-    for key, field in (
-        ("images_per_second", "images_per_second"),
-        ("cpu_seconds_per_epoch", "epoch_cpu_seconds"),
-    ):
-        values = list((training or {}).get(field, {}).values())
-        if values:
-            result[key] = float(np.median(values))
-    for field in ("images_per_second", "load_average"):
-        if (training or {}).get(field):
-            result[f"epoch_{field}"] = training[field]
-    return result
 
 
 def stored():

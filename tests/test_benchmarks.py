@@ -81,20 +81,20 @@ def test_cifar10_rows_of_another_calibration_are_marked_and_not_compared():
     cifar10 = importlib.import_module("benchmarks.cifar10")
     methods = cifar10_rows(cifar10)
     del methods["individual"]["calibration"]
-    (check,) = cifar10.target_checks("mobilenet", methods)
+    check = cifar10.target_checks("mobilenet", methods)[-1]
     assert check[1] is None and "not comparable" in check[0] and "(†)" in check[0]
     table = cifar10.markdown({"architectures": {"mobilenet": {"methods": methods}}})
     assert "networks (one per ratio) † |" in table and "distillation † |" not in table
     assert "\n† Batch norm calibrated" in table and "\n‡" not in table
     methods["individual"]["calibration"] = cifar10.CALIBRATION
-    assert cifar10.target_checks("mobilenet", methods)[0][1] is True
+    assert cifar10.target_checks("mobilenet", methods)[-1][1] is True
 
 
 def test_cifar10_rows_of_another_recipe_are_marked_and_not_compared():
     cifar10 = importlib.import_module("benchmarks.cifar10")
     methods = cifar10_rows(cifar10)
     methods["sandwich"]["recipe"] = {**methods["sandwich"]["recipe"], "weight_decay": 1e-4}
-    (check,) = cifar10.target_checks("mobilenet", methods)
+    check = cifar10.target_checks("mobilenet", methods)[-1]
     assert check[1] is None and "(‡)" in check[0]
     table = cifar10.markdown({"architectures": {"mobilenet": {"methods": methods}}})
     assert "distillation ‡ |" in table and "networks (one per ratio) |" in table
@@ -198,6 +198,35 @@ def test_cached_training_keeps_the_record_beside_the_weights(tmp_path, data):
     assert cached_training(checkpoint, build, recipe, data, data)[1] == {"seconds": 12.0}
 
 
+def test_cifar10_targets_are_each_architectures_goals_and_its_gap():
+    cifar10 = importlib.import_module("benchmarks.cifar10")
+    methods = cifar10_rows(cifar10)
+    methods["sandwich"]["accuracy"] = {**methods["sandwich"]["accuracy"], "1.00": 85.0}
+    methods["individual"]["accuracy"] = {**methods["individual"]["accuracy"], "1.00": 86.5}
+    goal, gap = cifar10.target_checks("mobilenet", methods)
+    assert goal == ("mobilenet at ratio 1.00 >= 85%: 85.00", True)
+    assert gap[1] is False and "within 1.0 points" in gap[0] and "gap 1.50 at 1.00" in gap[0]
+    table = cifar10.markdown({"architectures": {"mobilenet": {"methods": methods}}})
+    assert "- met: mobilenet at ratio 1.00 >= 85%" in table and "- **missed**: best" in table
+
+
+def test_cifar10_rows_carry_images_per_second_and_cpu_seconds_per_epoch():
+    cifar10 = importlib.import_module("benchmarks.cifar10")
+    training = {
+        "seconds": 60.0,
+        "epoch_seconds": {"1": 20.0, "2": 20.0, "3": 20.0},
+        "epoch_cpu_seconds": {"1": 19.0, "2": 20.0, "3": 40.0},
+        "images_per_second": {"1": 100.0, "2": 50.0, "3": 110.0},
+        "load_average": {"1": 1.0, "2": 2.5, "3": 1.1},
+    }
+    timed = cifar10.timing(training)
+    assert timed["images_per_second"] == 100.0 and timed["cpu_seconds_per_epoch"] == 20.0
+    assert timed["epoch_load_average"] == training["load_average"]
+    row = {**cifar10_rows(cifar10)["sandwich"], **timed}
+    table = cifar10.markdown({"architectures": {"mobilenet": {"methods": {"sandwich": row}}}})
+    assert "| 10 | 1 min | 100 | trained by this script |" in table
+
+
 def test_cifar10_rows_keep_the_epochs_and_their_seconds():
     cifar10 = importlib.import_module("benchmarks.cifar10")
     training = {
@@ -211,6 +240,7 @@ def test_cifar10_rows_keep_the_epochs_and_their_seconds():
         "epochs_trained": 2,
         "epoch_seconds": {"1": 4.0, "2": 5.0},
         "epoch_cpu_seconds": {"1": 8.0, "2": 9.0},
+        "cpu_seconds_per_epoch": 8.5,
     }
     assert cifar10.timing({"seconds": 9.0}) == {"seconds": 9.0}
     assert cifar10.timing(None) == {"seconds": None}
