@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo import profiles as profiles_lib
+from zoo.layers.leading_block import first_channels, leading_block
 from zoo.profiles import CumulativeMinimum
 from zoo.ratio import RatioContext, channel_width
 
@@ -117,7 +118,7 @@ class DynamicLayer(keras.layers.Layer):
     def _finish(self, y, n_out):
         """Adds the first `n_out` biases and applies the activation."""
         if self.use_bias:
-            y = tf.nn.bias_add(y, self.bias[:n_out])
+            y = tf.nn.bias_add(y, first_channels(self.bias, n_out))
         return self.activation(y)
 
     def static_kernel_weights(self, ratio, output_channels):
@@ -213,20 +214,18 @@ class DynamicLayer(keras.layers.Layer):
 
     def kept_inputs_of(self, inputs, n_in):
         """The input's first `n_in` channels (all of it in a converted graph)."""
-        return inputs if self._inputs_at_width else inputs[..., :n_in]
+        return inputs if self._inputs_at_width else first_channels(inputs, n_in)
 
     def kernel_block(self, n_in, n_out, context):
         """The kernel `[..., in, out]` at the kept inputs and first `n_out` outputs."""
         if self._input_segments is None or not self.cut_inputs:
-            return self.kernel[..., :n_in, :n_out]
-        return tf.gather(self.kernel[..., :n_out], self.input_index(context), axis=-2)
+            return leading_block(self.kernel, {-2: n_in, -1: n_out})
+        return tf.gather(first_channels(self.kernel, n_out), self.input_index(context), axis=-2)
 
     def input_block(self, weight, n_in, axis, context):
         """`weight` restricted, along its input-channel `axis`, to the kept inputs."""
         if self._input_segments is None or not self.cut_inputs:
-            index = [slice(None)] * weight.shape.rank
-            index[axis] = slice(0, n_in)
-            return weight[tuple(index)]
+            return leading_block(weight, {axis: n_in})
         return tf.gather(weight, self.input_index(context), axis=axis)
 
     def static_input_block(self, values, n_in, axis, ratio):
@@ -241,7 +240,7 @@ class DynamicLayer(keras.layers.Layer):
         gamma = self._gamma_tensor()
         if gamma is None:
             return kernel
-        return kernel * tf.expand_dims(gamma[:n_in], -1)
+        return kernel * tf.expand_dims(first_channels(gamma, n_in), -1)
 
     def keep_sample_channels(self, x, context, channels):
         """Zeroes, per sample, the input channels beyond its own width.

@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from zoo.layers.dynamic_layer import DynamicLayer
+from zoo.layers.leading_block import first_channels
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -42,7 +43,8 @@ class ZeroPadShortcut(DynamicLayer):
         context = self.context(compute_ratio)
         n_in = self.input_width(context, self.input_channels)
         n_out = self.output_width(context, self.filters)
-        x = inputs[:, :: self.strides, :: self.strides, :n_in]
+        x = inputs[:, :: self.strides, :: self.strides] if self.strides > 1 else inputs
+        x = first_channels(x, n_in)
         # A narrower sample's channels past its own input width must be the
         # padding zeros, not the wider samples' channels.
         x = self.keep_sample_channels(x, context, self.input_channels)
