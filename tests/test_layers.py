@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from zoo.layers import (
     DynamicBatchNormalization,
@@ -9,6 +10,7 @@ from zoo.layers import (
     DynamicDepthwiseConv2D,
     ZeroPadShortcut,
 )
+from zoo.layers.leading_block import first_channels, leading_block
 from zoo.ratio import channel_width
 
 RATIOS = [1.0, 0.7, 0.5, 0.25, 0.1]
@@ -131,3 +133,25 @@ def test_layers_round_trip_through_config(layer):
     clone.set_weights(layer.get_weights())
     np.testing.assert_allclose(clone(x, compute_ratio=0.5).numpy(), y, rtol=1e-6)
     assert keras.saving.get_registered_object(keras.saving.get_registered_name(type(layer)))
+
+
+def test_leading_block_cuts_like_slicing_and_keeps_static_lengths():
+    kernel = tf.random.normal([3, 3, 16, 32])
+    block = leading_block(kernel, {-2: tf.constant(8, "int64"), -1: 16})
+    np.testing.assert_array_equal(block, kernel[..., :8, :16])
+    x = tf.random.normal([2, 4, 4, 16])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        kept, whole = first_channels(x, tf.constant(5)), first_channels(x, 16)
+    np.testing.assert_array_equal(kept, x[..., :5])
+    np.testing.assert_array_equal(whole, x)
+    expected = np.zeros(x.shape)
+    expected[..., :5] = 1.0
+    np.testing.assert_array_equal(tape.gradient(kept, x), expected)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4, 4, 16]), tf.TensorSpec([], "int32")])
+    def static_shape(x, n):
+        assert first_channels(x, n).shape.as_list() == [None, 4, 4, None]
+        return first_channels(x, n)
+
+    static_shape(x, tf.constant(3))
