@@ -237,3 +237,28 @@ def test_operating_point_logger_logs_lcnet_by_its_mean_cost(tmp_path):
     logger = callbacks.OperatingPointLogger((x[:64], y[:64]), ratios=[1.0, 0.5], log_dir=tmp_path)
     model.fit(x[:64], y[:64], epochs=1, verbose=0, callbacks=[logger])
     assert 0 < logger.mult_adds[0.5] <= logger.mult_adds[1.0] == model.backbone_cost
+
+
+@pytest.mark.parametrize(
+    "cap, runs", [(None, [False] * 6), (1, [False, True] * 3), (0, [True] * 6)]
+)
+def test_the_skip_cap_overrules_gates_past_it_in_each_stage(cap, runs):
+    model = small_model(blocks_per_stage=2, max_skips_per_stage=cap)
+    for index in range(len(model.blocks)):
+        close_block(model, index)
+    decisions = model.decisions(IMAGES, 0.5)
+    assert [bool(d["run"].any()) for d in decisions] == runs
+    hard = zoo.cost(model, 0.5, data=IMAGES)["per_input"]
+    budget = np.full(len(IMAGES), 0.5, "float32")
+    soft = model.soft_forward(IMAGES, budget, training=False)[1].numpy() * model.backbone_cost
+    np.testing.assert_allclose(soft, hard, rtol=1e-5)
+
+
+def test_the_skip_cap_is_saved_and_checked(tmp_path):
+    model = small_model(blocks_per_stage=2, max_skips_per_stage=1)
+    path = str(tmp_path / "capped.keras")
+    model.save(path)
+    assert keras.saving.load_model(path).max_skips_per_stage == 1
+    for cap in (-1, 3, 1.5, True):
+        with pytest.raises(ValueError, match=r"max_skips_per_stage must be None .* received"):
+            small_model(blocks_per_stage=2, max_skips_per_stage=cap)

@@ -51,6 +51,11 @@ class LCNetResNet20(RatioModel):
         gate_hidden: hidden width of each block's gate.
         channel_gating: `"subset"` (each inner channel gated on its own) or
             `"prefix"` (a width per block, keeping its first channels).
+        max_skips_per_stage: at most this many blocks of a stage skipped
+            per input (a gate that would skip one more is overruled and its
+            block runs), or `None` for no cap. At low budgets uncapped gates
+            learn to skip whole stages, which costs more accuracy than
+            thinner blocks.
         synchronized_batch_norm: batch statistics over the global batch
             under `tf.distribute` (see `zoo.DynamicModel`).
         name: the model's name, `"lcnet_resnet20"` unless given.
@@ -70,6 +75,7 @@ class LCNetResNet20(RatioModel):
         budget_weight=10.0,
         gate_hidden=16,
         channel_gating="subset",
+        max_skips_per_stage=None,
         synchronized_batch_norm=False,
         name="lcnet_resnet20",
         **kwargs,
@@ -80,6 +86,7 @@ class LCNetResNet20(RatioModel):
         self.budget_weight = float(budget_weight)
         self.gate_hidden = int(gate_hidden)
         self.channel_gating = channel_gating
+        self.max_skips_per_stage = _skip_cap(max_skips_per_stage, self.blocks_per_stage)
         self.normalize = image_normalization(self.image_shape[-1])
         self.stem_conv = keras.layers.Conv2D(
             16, 3, padding="same", use_bias=False, name="stem_conv"
@@ -228,9 +235,14 @@ class LCNetResNet20(RatioModel):
         x = self._stem(images, point, training)
         spent = tf.fill(tf.shape(budget), tf.constant(self.fixed_cost, x.dtype))
         gate_budget = self.gate_budget(budget)
-        for block in self.blocks:
+        skipped = None
+        for index, block in enumerate(self.blocks):
             logit, channel_logits, scale = self._gates(block, x, gate_budget)
-            run = tf.where(full, tf.ones_like(logit), _straight_through(logit))
+            skipped = self._stage_skips(index, skipped, logit)
+            run = tf.where(
+                full | self._skip_capped(skipped), tf.ones_like(logit), _straight_through(logit)
+            )
+            skipped += 1.0 - tf.stop_gradient(run)
             keep = tf.where(
                 full[:, tf.newaxis], tf.ones_like(channel_logits), _straight_through(channel_logits)
             )
@@ -252,9 +264,12 @@ class LCNetResNet20(RatioModel):
         spent = tf.fill(tf.shape(budget), float(self.fixed_cost))
         gate_budget = self.gate_budget(budget)
         decisions = []
-        for block in self.blocks:
+        skipped = None
+        for index, block in enumerate(self.blocks):
             logit, channel_logits, scale = self._gates(block, x, gate_budget)
-            run = (logit > 0.0) | full
+            skipped = self._stage_skips(index, skipped, logit)
+            run = (logit > 0.0) | full | self._skip_capped(skipped)
+            skipped += 1.0 - tf.cast(run, skipped.dtype)
             keep = (channel_logits > 0.0) | full[:, tf.newaxis]
             x = self._run_block(block, x, run, keep, scale, point)
             kept = tf.reduce_sum(tf.cast(keep, "float32"), axis=-1)
@@ -262,6 +277,16 @@ class LCNetResNet20(RatioModel):
             decisions.append({"run": run, "channels": keep & run[:, tf.newaxis]})
         outputs = (self.classifier(self.pool(x)), spent / float(self.backbone_cost))
         return outputs + (decisions,) if return_decisions else outputs
+
+    def _stage_skips(self, index, skipped, logit):
+        """Each input's blocks skipped so far in block `index`'s stage."""
+        return tf.zeros_like(logit) if index % self.blocks_per_stage == 0 else skipped
+
+    def _skip_capped(self, skipped):
+        """Whether each input has skipped all the blocks its stage allows."""
+        if self.max_skips_per_stage is None:
+            return tf.zeros_like(skipped, "bool")
+        return skipped >= self.max_skips_per_stage
 
     def _run_block(self, block, x, run, keep, scale, point):
         shortcut = self._shortcut(x, block)
@@ -424,9 +449,22 @@ class LCNetResNet20(RatioModel):
                 "budget_weight": self.budget_weight,
                 "gate_hidden": self.gate_hidden,
                 "channel_gating": self.channel_gating,
+                "max_skips_per_stage": self.max_skips_per_stage,
             }
         )
         return config
+
+
+def _skip_cap(value, blocks_per_stage):
+    if value is None:
+        return None
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not is_int or not 0 <= value <= blocks_per_stage:
+        raise ValueError(
+            "max_skips_per_stage must be None (no cap) or a number of blocks from 0 "
+            f"(every block runs) to {blocks_per_stage} (blocks_per_stage); received {value!r}."
+        )
+    return int(value)
 
 
 def _straight_through(logits):
