@@ -11,7 +11,8 @@ def leading_block(x, widths):
     layer's inputs already have the width it reads. `tf.slice` then hands
     the input on and its gradient (a zero `Pad`) hands the gradient on,
     where `x[..., :n]` copies the tensor forward and again backward
-    (`StridedSliceGrad`): a sixth of ResNet-20's training step on one core.
+    (`StridedSliceGrad`): 86 ms of a 670 ms ResNet-20 training step on one
+    core.
 
     Args:
         x: a tensor of known rank.
