@@ -70,6 +70,7 @@ VARIANTS = {
     "subset": {"channel_gating": "subset"},
     "prefix": {"channel_gating": "prefix"},
     "subset, 1 skip per stage": {"channel_gating": "subset", "max_skips_per_stage": 1},
+    "subset, skips charged half": {"channel_gating": "subset", "block_skip_charge": 0.5},
 }
 FINE_TUNE_EPOCHS = 12
 FINE_TUNE_LEARNING_RATE = 0.02
@@ -267,7 +268,9 @@ def markdown(results):
         "Every model's batch norm is calibrated on the augmented training pipeline. "
         "C-Net gating: `subset` gates each inner channel on its own, `prefix` predicts a width per "
         "block and keeps its first channels; `1 skip per stage`: at most one block of each "
-        "stage skipped per input (`max_skips_per_stage`), so that no stage is skipped whole. "
+        "stage skipped per input (`max_skips_per_stage`), so that no stage is skipped whole; "
+        "`skips charged half`: the budget penalty charges a skipped block half its cost "
+        "(`block_skip_charge`), so that the gates thin blocks before skipping them. "
         "Anchor: LC-Net reports up to 11.9x fewer FLOPs and up to 3.3 points more accuracy than other "
         "dynamic methods on CIFAR-10.",
         "",

@@ -262,3 +262,33 @@ def test_the_skip_cap_is_saved_and_checked(tmp_path):
     for cap in (-1, 3, 1.5, True):
         with pytest.raises(ValueError, match=r"max_skips_per_stage must be None .* received"):
             small_model(blocks_per_stage=2, max_skips_per_stage=cap)
+
+
+def test_block_skip_charge_prices_skipped_blocks_in_the_penalty_only():
+    losses, costs = {}, {}
+    for charge in (0.0, 1.0):
+        model = small_model(block_skip_charge=charge)
+        for index in range(len(model.blocks)):
+            close_block(model, index)
+        model.set_training_plan([1.0, 0.5], distillation=1.0)
+        model.compile(
+            keras.optimizers.SGD(0.0), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
+        losses[charge] = model.train_on_batch(IMAGES, np.zeros(len(IMAGES), "int32"))
+        costs[charge] = zoo.cost(model, 0.5, data=IMAGES)["flops"]
+    budget = np.full(len(IMAGES), 0.5, "float32")
+    _, spent, skipped = model.soft_forward(IMAGES, budget, training=False)
+    np.testing.assert_allclose(spent + skipped, 1.0, rtol=1e-5)  # every block skipped
+    fixed = model.fixed_cost / model.backbone_cost
+    expected = 10.0 * ((1.0 - 0.5) ** 2 - (fixed - 0.5) ** 2)
+    assert losses[1.0] - losses[0.0] == pytest.approx(expected, rel=0.05)
+    assert costs[1.0] == costs[0.0] == pytest.approx(model.fixed_cost)
+
+
+def test_block_skip_charge_is_saved_and_checked(tmp_path):
+    path = str(tmp_path / "charged.keras")
+    small_model(block_skip_charge=0.5).save(path)
+    assert keras.saving.load_model(path).block_skip_charge == 0.5
+    for charge in (-0.1, 1.5, "half", True):
+        with pytest.raises(ValueError, match=r"block_skip_charge must be a number .* received"):
+            small_model(block_skip_charge=charge)

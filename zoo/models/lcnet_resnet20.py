@@ -56,6 +56,11 @@ class LCNetResNet20(RatioModel):
             block runs), or `None` for no cap. At low budgets uncapped gates
             learn to skip whole stages, which costs more accuracy than
             thinner blocks.
+        block_skip_charge: the fraction of a skipped block's multiply-adds
+            that the budget penalty still charges, from 0 (what is really
+            spent, the default) to 1 (a skip saves nothing). Above 0 the
+            gates meet the budget with thinner blocks before skipping whole
+            ones; the cost reported and calibrated is always what is spent.
         synchronized_batch_norm: batch statistics over the global batch
             under `tf.distribute` (see `zoo.DynamicModel`).
         name: the model's name, `"lcnet_resnet20"` unless given.
@@ -76,6 +81,7 @@ class LCNetResNet20(RatioModel):
         gate_hidden=16,
         channel_gating="subset",
         max_skips_per_stage=None,
+        block_skip_charge=0.0,
         synchronized_batch_norm=False,
         name="lcnet_resnet20",
         **kwargs,
@@ -87,6 +93,7 @@ class LCNetResNet20(RatioModel):
         self.gate_hidden = int(gate_hidden)
         self.channel_gating = channel_gating
         self.max_skips_per_stage = _skip_cap(max_skips_per_stage, self.blocks_per_stage)
+        self.block_skip_charge = _skip_charge(block_skip_charge)
         self.normalize = image_normalization(self.image_shape[-1])
         self.stem_conv = keras.layers.Conv2D(
             16, 3, padding="same", use_bias=False, name="stem_conv"
@@ -227,13 +234,16 @@ class LCNetResNet20(RatioModel):
         return block["gate"](tf.reduce_mean(x, axis=[1, 2]), gate_budget)
 
     def soft_forward(self, images, budget, training=True):
-        """Training pass: `(logits, spent)`, every block computed, hard gates
-        in the forward direction and sigmoid gradients backward; `spent` is
-        each input's fraction of the backbone's multiply-adds."""
+        """Training pass: `(logits, spent, skipped)`, every block computed,
+        hard gates in the forward direction and sigmoid gradients backward;
+        `spent` is each input's fraction of the backbone's multiply-adds,
+        `skipped` the fraction its skipped blocks would have cost with all
+        their channels."""
         full = budget >= 1.0
         point = self.stem_bn.point_index(budget)
         x = self._stem(images, point, training)
         spent = tf.fill(tf.shape(budget), tf.constant(self.fixed_cost, x.dtype))
+        skipped_cost = tf.zeros_like(spent)
         gate_budget = self.gate_budget(budget)
         skipped = None
         for index, block in enumerate(self.blocks):
@@ -253,7 +263,9 @@ class LCNetResNet20(RatioModel):
                 self._shortcut(x, block) + run[:, tf.newaxis, tf.newaxis, tf.newaxis] * y
             )
             spent += run * tf.reduce_sum(keep, axis=-1) * float(block["channel_cost"])
-        return self.classifier(self.pool(x)), spent / float(self.backbone_cost)
+            skipped_cost += (1.0 - run) * float(block["channels"] * block["channel_cost"])
+        backbone = float(self.backbone_cost)
+        return self.classifier(self.pool(x)), spent / backbone, skipped_cost / backbone
 
     def hard_forward(self, images, budget, return_decisions=False):
         """Inference pass: `(logits, spent)` (and each block's decisions),
@@ -362,10 +374,13 @@ class LCNetResNet20(RatioModel):
 
     def plan_prediction(self, x, index):
         """The training prediction at plan entry `index` (a budget) and the
-        budget penalty on the global batch's mean spent fraction."""
+        budget penalty on the global batch's mean charged fraction (spent,
+        plus `block_skip_charge` of what skipped blocks would have cost)."""
         target = self.plan.ratios[index]
         images = tf.cast(x, self.compute_dtype)
-        logits, spent = self.soft_forward(images, target * tf.ones(tf.shape(x)[:1]))
+        logits, spent, skipped = self.soft_forward(images, target * tf.ones(tf.shape(x)[:1]))
+        if self.block_skip_charge:
+            spent += self.block_skip_charge * skipped
         penalty = self.budget_weight * tf.square(global_mean(spent) - tf.cast(target, spent.dtype))
         return logits, scale_for_replicas(penalty)
 
@@ -450,6 +465,7 @@ class LCNetResNet20(RatioModel):
                 "gate_hidden": self.gate_hidden,
                 "channel_gating": self.channel_gating,
                 "max_skips_per_stage": self.max_skips_per_stage,
+                "block_skip_charge": self.block_skip_charge,
             }
         )
         return config
@@ -465,6 +481,16 @@ def _skip_cap(value, blocks_per_stage):
             f"(every block runs) to {blocks_per_stage} (blocks_per_stage); received {value!r}."
         )
     return int(value)
+
+
+def _skip_charge(value):
+    is_number = isinstance(value, (int, float, np.integer, np.floating))
+    if isinstance(value, bool) or not is_number or not 0.0 <= value <= 1.0:
+        raise ValueError(
+            "block_skip_charge must be a number from 0 (a skipped block is charged "
+            f"nothing) to 1 (charged its whole cost); received {value!r}."
+        )
+    return float(value)
 
 
 def _straight_through(logits):
