@@ -27,8 +27,9 @@ trained `FINE_TUNE_EPOCHS` more epochs by LC-Net's recipe without gates (so
 that both have had the same training); the latency of both at batch 1 and 64
 on this CPU; what the gates chose: per block, the share of inputs that run
 it and of its inner channels they keep; and the budget the gates read after
-calibration (`gate_budget`). Training times: each LC-Net's and the
-uniform fine-tuning's (`uniform_fine_tuned_train_seconds`).
+calibration (`gate_budget`). Training clocks (seconds, images per second,
+CPU seconds per epoch): each LC-Net's (`training`) and the uniform
+fine-tuning's (`uniform_fine_tuned_training`).
 
 Results go to `benchmarks/results/lcnet.{json,md,png}` and the README.
 
@@ -50,7 +51,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import zoo  # noqa: E402
-from benchmarks.cifar10 import load_data  # noqa: E402
+from benchmarks.cifar10 import load_data, timing  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     RESULTS,
     cached_training,
@@ -100,12 +101,12 @@ def train_lcnet(data, uniform, quick, variant):
     # Calibration and results are redone on every run, from the saved model.
     calibrate_after_training(model, train, recipe)
     achieved = model.calibrate_budget(train[0][:5000])
-    return model, training["seconds"], achieved
+    return model, training, achieved
 
 
 def fine_tune_uniform(data, quick):
     """The uniform preset trained by LC-Net's recipe: the same extra epochs, no
-    gates; the model and its training seconds."""
+    gates; the model and its training record."""
     recipe = dict(RECIPE, epochs=1 if quick else FINE_TUNE_EPOCHS)
     train, validation, _ = data
     model, training = cached_training(
@@ -116,7 +117,7 @@ def fine_tune_uniform(data, quick):
         validation,
     )
     # Calibrated like LC-Net and the presets.
-    return calibrate_after_training(model, train, recipe), training["seconds"]
+    return calibrate_after_training(model, train, recipe), training
 
 
 def accuracy_points(model, test):
@@ -151,17 +152,17 @@ def interpolate(flops, points):
 def run(quick):
     data = load_data(quick)
     uniform = zoo.load(UNIFORM, pretrained=True)
-    fine_tuned, fine_tune_seconds = fine_tune_uniform(data, quick)
+    fine_tuned, fine_tuning = fine_tune_uniform(data, quick)
     references = {
         "preset": accuracy_points(uniform, data[2]),
         "fine_tuned": accuracy_points(fine_tuned, data[2]),
     }
     variants = {}
     for name, variant in VARIANTS.items():
-        model, seconds, achieved = train_lcnet(data, uniform, quick, variant)
+        model, training, achieved = train_lcnet(data, uniform, quick, variant)
         variants[name] = {
             "budgets": evaluate_lcnet(model, achieved, uniform, data[2], references),
-            "train_seconds": seconds,
+            "training": timing(training),
             "backbone_mult_adds": model.backbone_cost,  # gates included: they differ in size
         }
     return {
@@ -170,7 +171,7 @@ def run(quick):
         "uniform_fine_tuned_points": [
             {"mult_adds": f, "accuracy": a} for f, a in references["fine_tuned"]
         ],
-        "uniform_fine_tuned_train_seconds": fine_tune_seconds,
+        "uniform_fine_tuned_training": timing(fine_tuning),
         "recipe": dict(RECIPE, epochs=1 if quick else FINE_TUNE_EPOCHS),
         "uniform_epochs": get_preset(UNIFORM)["recipe"]["epochs"],
     }
@@ -277,6 +278,8 @@ def markdown(results):
         *recipe_note(results),
         target_check(results),
         "",
+        clock_line(results),
+        "",
         "What the gates chose (2,000 test images): per residual block, the share of inputs "
         "that run it / the share of its inner channels they keep (%).",
         "",
@@ -314,6 +317,30 @@ def usage_table(results):
         cells = [f"{100 * b['run']:.0f} / {100 * b['kept']:.0f}" for b in row["blocks"]]
         lines.append(f"| {budget} | {gating} | " + " | ".join(cells) + " |")
     return lines
+
+
+def clock_line(results):
+    """Each training's seconds, median images per second and CPU seconds per
+    epoch, as far as its record has them."""
+    # Results from before the clock kept the seconds only (`train_seconds`).
+    trainings = {
+        name: v.get("training") or {"seconds": v.get("train_seconds")}
+        for name, v in results["variants"].items()
+    }
+    trainings["uniform +epochs"] = results.get("uniform_fine_tuned_training", {})
+    parts = []
+    for name, clock in trainings.items():
+        if not clock.get("seconds"):
+            parts.append(f"{name}: not timed")
+            continue
+        part = f"{name}: {clock['seconds'] / 3600:.1f} h"
+        if clock.get("images_per_second"):
+            part += (
+                f", {clock['images_per_second']:.0f} images/s, "
+                f"{clock['cpu_seconds_per_epoch']:.0f} CPU s/epoch"
+            )
+        parts.append(part)
+    return "Training (medians over epochs): " + "; ".join(parts) + "."
 
 
 def target_check(results):

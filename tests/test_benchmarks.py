@@ -337,3 +337,16 @@ def test_litert_shared_weights_rewrite_stores_each_weight_once_with_equal_output
         expected = Interpreter(original).get_signature_runner(name)(images=images)["logits"]
         got = Interpreter(shared).get_signature_runner(name)(images=images)["logits"]
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_lcnet_results_state_each_trainings_clock():
+    lcnet = importlib.import_module("benchmarks.lcnet")
+    clock = {"seconds": 7200.0, "images_per_second": 150.0, "cpu_seconds_per_epoch": 600.0}
+    results = {
+        "variants": {"subset": {"training": clock}, "prefix": {}},
+        "uniform_fine_tuned_training": {"seconds": 3600.0},
+    }
+    assert lcnet.clock_line(results) == (
+        "Training (medians over epochs): subset: 2.0 h, 150 images/s, 600 CPU s/epoch; "
+        "prefix: not timed; uniform +epochs: 1.0 h."
+    )
