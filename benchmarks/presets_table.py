@@ -1,5 +1,6 @@
-"""Writes the front page's table and plot of the presets from the registry
-(`zoo/presets.json`): `README.md` and `benchmarks/results/presets.png`.
+"""Writes the table and plot of the presets from the registry
+(`zoo/presets.json`): the table in `README.md` and `zoo/README.md`, the plot
+in `benchmarks/results/presets.png`.
 
 Usage:
     python benchmarks/presets_table.py
@@ -77,6 +78,7 @@ def _millions(value):
 
 if __name__ == "__main__":
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    embed_in_readme("presets", markdown(), path=os.path.join(ROOT, "README.md"))
+    for readme in ("README.md", os.path.join("zoo", "README.md")):
+        embed_in_readme("presets", markdown(), path=os.path.join(ROOT, readme))
     plot(os.path.join(RESULTS, "presets.png"))
     print(markdown())
