@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import zoo
 from zoo.layers import DynamicBatchNormalization
@@ -71,6 +72,55 @@ def test_changing_the_plan_between_batches_traces_each_plan_size_once():
     traced = len(traces)
     model.fit(x, y, epochs=2, batch_size=16, callbacks=[ChangePlan()], verbose=0)
     assert len(traces) == traced
+
+
+def counting_traces(model):
+    traces = []
+    train_step = model.train_step
+
+    def counting_train_step(data):
+        traces.append(1)
+        return train_step(data)
+
+    model.train_step = counting_train_step
+    return traces
+
+
+@pytest.mark.parametrize("form", ["arrays", "dataset"])
+def test_the_first_fit_traces_its_training_step_once(form):
+    # Keras would create the optimizer's momenta and the metrics inside the
+    # first trace, and a function that creates variables traces twice.
+    x, y = digits(64)
+    model = compiled(zoo.build("mlp", input_shape=(8, 8, 1)))
+    traces = counting_traces(model)
+    if form == "arrays":
+        model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+        model.fit(dataset, epochs=2, shuffle=False, verbose=0)
+    assert len(traces) == 1
+    assert model.optimizer.built
+
+
+@pytest.mark.parametrize("labels", ["sparse", "one_hot"])
+def test_metrics_built_before_the_first_fit_log_only_its_data(labels):
+    # Built on a zero example whose prediction is right, then cleared.
+    x, y = digits(64)
+    model = zoo.build("mlp", input_shape=(8, 8, 1))
+    sparse = labels == "sparse"
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.0),  # the weights stay as they are
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if sparse
+        else keras.losses.CategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    traces = counting_traces(model)
+    targets = y if sparse else keras.utils.to_categorical(y, 10)
+    history = model.fit(x, targets, epochs=1, batch_size=16, verbose=0)
+    assert len(traces) == 1
+    right = np.argmax(model.predict(x, verbose=0), -1) == y
+    assert history.history["accuracy"][0] == pytest.approx(np.mean(right), abs=1e-6)
 
 
 class SetPlan(keras.callbacks.Callback):

@@ -11,6 +11,7 @@ from zoo.legacy_weights import without_legacy_plan
 from zoo.plan_train_step import PlanTrainStep
 from zoo.ratio import check_operating_points, check_ratio
 from zoo.training_plan import TrainingPlan, replica_variable
+from zoo.training_state import build_training_state
 
 FIT_SIGNATURE = inspect.signature(keras.Model.fit)
 DEFAULT_OPERATING_POINTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -301,6 +302,9 @@ class RatioModel(PlanTrainStep, keras.Model):
             ]
             if resumed:
                 kwargs["initial_epoch"] = max(resumed)
+        if not self._train_functions():
+            # Before the step's first trace since `compile`.
+            build_training_state(self, arguments.get("x"), arguments.get("y"))
         try:
             return super().fit(*args, **kwargs)
         finally:
