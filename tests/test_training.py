@@ -21,6 +21,19 @@ def compiled(model, learning_rate=3e-3):
     return model
 
 
+def counting_traces(model):
+    """A list that grows by one each time `model`'s training step is traced."""
+    traces = []
+    train_step = model.train_step
+
+    def counting_train_step(data):
+        traces.append(1)
+        return train_step(data)
+
+    model.train_step = counting_train_step
+    return traces
+
+
 def test_default_plan_is_ratio_one():
     model = zoo.build("mlp", input_shape=(8, 8, 1))
     assert model.training_plan == {"ratios": [1.0], "weights": [1.0], "distillation": 0.0}
@@ -51,14 +64,7 @@ def test_only_ratio_one_leaves_narrow_widths_untrained():
 def test_changing_the_plan_between_batches_traces_each_plan_size_once():
     x, y = digits(128)
     model = compiled(zoo.build("mlp", input_shape=(8, 8, 1)))
-    traces = []
-    train_step = model.train_step
-
-    def counting_train_step(data):
-        traces.append(1)
-        return train_step(data)
-
-    model.train_step = counting_train_step
+    traces = counting_traces(model)
     rng = np.random.default_rng(0)
 
     class ChangePlan(keras.callbacks.Callback):
@@ -69,21 +75,9 @@ def test_changing_the_plan_between_batches_traces_each_plan_size_once():
     # The step is traced once per plan size (the entries are unrolled);
     # new ratios, weights and distillation of a size traced before trace nothing.
     model.fit(x, y, epochs=2, batch_size=16, callbacks=[ChangePlan()], verbose=0)
-    traced = len(traces)
+    assert len(traces) == 4
     model.fit(x, y, epochs=2, batch_size=16, callbacks=[ChangePlan()], verbose=0)
-    assert len(traces) == traced
-
-
-def counting_traces(model):
-    traces = []
-    train_step = model.train_step
-
-    def counting_train_step(data):
-        traces.append(1)
-        return train_step(data)
-
-    model.train_step = counting_train_step
-    return traces
+    assert len(traces) == 4
 
 
 @pytest.mark.parametrize("form", ["arrays", "dataset"])
