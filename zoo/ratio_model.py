@@ -288,7 +288,11 @@ class RatioModel(PlanTrainStep, keras.Model):
 
     def fit(self, *args, **kwargs):
         """Keras's `fit`; a callback with `resume_epoch()` (a backup such as
-        `callbacks.ShardedBackupAndRestore`) sets where it starts."""
+        `callbacks.ShardedBackupAndRestore`) sets where it starts.
+
+        The optimizer's state and the compiled metrics are created before
+        the training step is first traced, so that it traces once
+        (`zoo.training_state.build_training_state`)."""
         arguments = FIT_SIGNATURE.bind_partial(self, *args, **kwargs).arguments
         self.training_methods.clear()
         self.training_methods["fit"] = {
