@@ -78,3 +78,16 @@ def randomize_batchnorm(model, seed=0):
             layer.moving_variance.assign(rng.uniform(0.5, 2.0, layer.moving_variance.shape))
             layer.gamma.assign(rng.uniform(0.5, 1.5, layer.gamma.shape))
             layer.beta.assign(rng.normal(0, 0.2, layer.beta.shape))
+
+
+def counting_traces(model):
+    """A list that grows by one each time `model`'s training step is traced."""
+    traces = []
+    train_step = model.train_step
+
+    def counting_train_step(data):
+        traces.append(1)
+        return train_step(data)
+
+    model.train_step = counting_train_step
+    return traces

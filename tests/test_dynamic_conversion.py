@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from conftest import random_images
+from conftest import counting_traces, random_images
 
 import callbacks
 import zoo
@@ -130,8 +130,11 @@ def sandwich_step(model, x, run_eagerly=False):
     model.compile(optimizer="sgd", loss=loss, metrics=["accuracy"], run_eagerly=run_eagerly)
     y = np.arange(len(x)) % model.num_classes
     sampler = callbacks.SubnetSampler(ratios=[1.0, 0.75, 0.5, 0.25], sandwich=True, num_ratios=3)
+    traces = counting_traces(model)
     history = model.fit(x, y, batch_size=len(x), epochs=1, verbose=0, callbacks=[sampler])
     assert np.isfinite(history.history["loss"][0])
+    if not run_eagerly:
+        assert len(traces) == 1
 
 
 # -- small models: every feature -------------------------------------------------

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import counting_traces
 
 import zoo
 from zoo.layers import DynamicBatchNormalization
@@ -19,19 +20,6 @@ def compiled(model, learning_rate=3e-3):
         metrics=["accuracy"],
     )
     return model
-
-
-def counting_traces(model):
-    """A list that grows by one each time `model`'s training step is traced."""
-    traces = []
-    train_step = model.train_step
-
-    def counting_train_step(data):
-        traces.append(1)
-        return train_step(data)
-
-    model.train_step = counting_train_step
-    return traces
 
 
 def test_default_plan_is_ratio_one():

@@ -46,7 +46,8 @@ def build_metrics(model, labels):
     images = keras.KerasTensor((1, *model.image_shape), dtype=model.input_dtype)
     output = model.compute_output_spec(images)
     zeros = lambda spec: tf.zeros([1, *(d or 1 for d in spec.shape[1:])], spec.dtype)
-    model.compute_metrics(None, zeros(labels), keras.tree.map_structure(zeros, output), None)
+    predictions = keras.tree.map_structure(zeros, output)
+    model.compute_metrics(zeros(images), zeros(labels), predictions, None)
     model.reset_metrics()
 
 
