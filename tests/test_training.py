@@ -260,3 +260,13 @@ def test_evaluate_ratios_uses_the_loss_compiled_last():
     _, losses = zoo.evaluate_ratios(model, (x, y), [1.0], return_loss=True)
     expected = model.evaluate(x, y, verbose=0)
     assert losses[1.0] == pytest.approx(expected, rel=1e-4)
+
+
+def test_evaluate_ratios_traces_once_for_every_batch_size_and_ratio():
+    x, y = digits(100)
+    model = zoo.build("mlp", input_shape=(8, 8, 1))
+    accuracy = zoo.evaluate_ratios(model, (x, y), [1.0, 0.5, 0.25], batch_size=64)  # 64 + 36
+    step = zoo.evaluation._evaluation_step(model)
+    assert step.experimental_get_tracing_count() == 1
+    logits = model.predict(x, verbose=0)
+    assert accuracy[1.0] == pytest.approx(np.mean(np.argmax(logits, -1) == y))

@@ -32,6 +32,9 @@ def evaluate_ratios(model, data, ratios=None, batch_size=256, progress=None, ret
     dataset = as_dataset(data, batch_size, with_labels=True)
 
     step = _evaluation_step(model)
+    # Traced for any batch size up front, so the last, smaller batch reuses it.
+    images, labels = dataset.element_spec
+    step.get_concrete_function(any_batch(images), any_batch(labels), tf.TensorSpec([], "float32"))
     results, losses = {}, {}
     for index, ratio in enumerate(ratios):
         hits = total = loss = 0.0
@@ -43,6 +46,13 @@ def evaluate_ratios(model, data, ratios=None, batch_size=256, progress=None, ret
         if progress is not None:
             progress.update(index + 1)
     return (results, losses) if return_loss else results
+
+
+def any_batch(spec):
+    """`spec` with its batch size left open."""
+    if spec.shape.rank is None:
+        return spec
+    return tf.TensorSpec([None, *spec.shape[1:]], spec.dtype)
 
 
 _STEPS = weakref.WeakKeyDictionary()
