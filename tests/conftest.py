@@ -80,14 +80,15 @@ def randomize_batchnorm(model, seed=0):
             layer.beta.assign(rng.normal(0, 0.2, layer.beta.shape))
 
 
-def counting_traces(model):
-    """A list that grows by one each time `model`'s training step is traced."""
+def counting_traces(model, step="train_step"):
+    """A list that grows by one each time `model`'s training step (or
+    `step`, e.g. "test_step") is traced."""
     traces = []
-    train_step = model.train_step
+    traced_step = getattr(model, step)
 
-    def counting_train_step(data):
+    def counting_step(data):
         traces.append(1)
-        return train_step(data)
+        return traced_step(data)
 
-    model.train_step = counting_train_step
+    setattr(model, step, counting_step)
     return traces

@@ -105,6 +105,21 @@ def test_metrics_built_before_the_first_fit_log_only_its_data(labels):
     assert history.history["accuracy"][0] == pytest.approx(np.mean(right), abs=1e-6)
 
 
+@pytest.mark.parametrize("form", ["arrays", "dataset"])
+def test_evaluate_traces_its_test_step_once_and_logs_only_its_data(form):
+    x, y = digits(64)
+    model = compiled(zoo.build("mlp", input_shape=(8, 8, 1)))
+    traces = counting_traces(model, "test_step")
+    if form == "arrays":
+        logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+        logs = model.evaluate(dataset, verbose=0, return_dict=True)
+    assert len(traces) == 1
+    right = np.argmax(model.predict(x, verbose=0), -1) == y
+    assert logs["accuracy"] == pytest.approx(np.mean(right), abs=1e-6)
+
+
 class SetPlan(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         self.model.set_training_plan([1.0, 0.5], distillation=1.0)

@@ -11,9 +11,10 @@ from zoo.legacy_weights import without_legacy_plan
 from zoo.plan_train_step import PlanTrainStep
 from zoo.ratio import check_operating_points, check_ratio
 from zoo.training_plan import TrainingPlan, replica_variable
-from zoo.training_state import build_training_state
+from zoo.training_state import build_evaluation_state, build_training_state
 
 FIT_SIGNATURE = inspect.signature(keras.Model.fit)
+EVALUATE_SIGNATURE = inspect.signature(keras.Model.evaluate)
 DEFAULT_OPERATING_POINTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # Progress of training callbacks (current task, best value, sampler step...)
 # lives in this many floats saved with the model; see `callbacks/`.
@@ -147,7 +148,13 @@ class RatioModel(PlanTrainStep, keras.Model):
         return super().predict(per_image_ratios(x), *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
-        return super().evaluate(per_image_ratios(x), *args, **kwargs)
+        """Keras's `evaluate`; the compiled metrics are created before the
+        test step is first traced, so that it traces once
+        (`zoo.training_state.build_evaluation_state`)."""
+        x = per_image_ratios(x)
+        arguments = EVALUATE_SIGNATURE.bind_partial(self, x, *args, **kwargs).arguments
+        build_evaluation_state(self, x, arguments.get("y"))
+        return super().evaluate(x, *args, **kwargs)
 
     def _split_inputs(self, inputs, compute_ratio):
         if isinstance(inputs, dict):

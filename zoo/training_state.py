@@ -1,5 +1,5 @@
-"""Creates what a training step's first trace would otherwise create:
-`build_training_state`."""
+"""Creates what a training or test step's first trace would otherwise
+create: `build_training_state`, `build_evaluation_state`."""
 
 import keras
 import numpy as np
@@ -29,15 +29,46 @@ def build_training_state(model, x=None, y=None):
     Example:
     >>> build_training_state(model, x, y)   # `RatioModel.fit` does this
     """
-    if getattr(model, "optimizer", None) is None or tf.distribute.has_strategy():
-        return
-    if model.distribute_strategy is not tf.distribute.get_strategy():
+    if getattr(model, "optimizer", None) is None or keras_builds_it(model):
         return
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
+    build_evaluation_state(model, x, y)
+
+
+def build_evaluation_state(model, x=None, y=None):
+    """Creates `model`'s compiled metrics before `evaluate` traces its test
+    step, so that it traces once (see `build_training_state`).
+
+    Args:
+        model: a compiled `zoo.RatioModel`.
+        x: `evaluate`'s `x`.
+        y: `evaluate`'s `y`.
+
+    Example:
+    >>> build_evaluation_state(model, x, y)   # `RatioModel.evaluate` does this
+    """
+    if keras_builds_it(model) or metrics_built(model):
+        return
     labels = label_spec(x, y)
     if labels is not None:
         build_metrics(model, labels)
+
+
+def keras_builds_it(model):
+    """Whether Keras builds the optimizer and metrics before tracing: under
+    a strategy, entered here or where the model was created."""
+    return (
+        tf.distribute.has_strategy()
+        or model.distribute_strategy is not tf.distribute.get_strategy()
+    )
+
+
+def metrics_built(model):
+    """Whether every metric `model.metrics` holds has its variables (loss
+    trackers have them from the start; compiled metrics from their first
+    update)."""
+    return all(getattr(metric, "built", True) for metric in model.metrics)
 
 
 def build_metrics(model, labels):
