@@ -1,9 +1,16 @@
+import keras
 import numpy as np
 import pytest
 from conftest import Interrupt
 
 import zoo
 from zoo.recipes import make_optimizer, train_recipe, training_dataset
+
+
+def schedule_of(optimizer):
+    """The learning-rate schedule `optimizer` was built with."""
+    return keras.optimizers.schedules.deserialize(optimizer.get_config()["learning_rate"])
+
 
 SGD_COSINE = {
     "optimizer": "sgd",
@@ -16,8 +23,7 @@ SGD_COSINE = {
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():
-    optimizer = make_optimizer(SGD_COSINE, steps_per_epoch=10)
-    schedule = optimizer._learning_rate
+    schedule = schedule_of(make_optimizer(SGD_COSINE, steps_per_epoch=10))
     assert float(schedule(0)) == pytest.approx(0.0)
     assert float(schedule(5)) == pytest.approx(0.05)
     assert float(schedule(10)) == pytest.approx(0.1)
@@ -26,7 +32,7 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
 
 def test_linear_schedule_warms_up_then_decays_linearly_to_zero():
     recipe = {**SGD_COSINE, "schedule": "linear"}
-    schedule = make_optimizer(recipe, steps_per_epoch=10)._learning_rate
+    schedule = schedule_of(make_optimizer(recipe, steps_per_epoch=10))
     assert [round(float(schedule(s)), 6) for s in (0, 5, 10, 20, 30)] == [0.0, 0.05, 0.1, 0.05, 0.0]
     restored = zoo.schedules.LinearWarmupDecay.from_config(schedule.get_config())
     assert float(restored(15)) == pytest.approx(float(schedule(15)))
@@ -34,9 +40,12 @@ def test_linear_schedule_warms_up_then_decays_linearly_to_zero():
         zoo.schedules.LinearWarmupDecay(0.1, warmup_steps=10, total_steps=10)
 
 
-def test_label_smoothing_takes_integer_labels():
-    import keras
+def test_linear_schedule_without_warm_up_starts_at_its_peak():
+    schedule = zoo.schedules.LinearWarmupDecay(0.1, warmup_steps=0, total_steps=20)
+    assert [round(float(schedule(s)), 6) for s in (0, 10, 20, 25)] == [0.1, 0.05, 0.0, 0.0]
 
+
+def test_label_smoothing_takes_integer_labels():
     logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], "float32")
     labels = np.array([0, 2])
     smoothed = zoo.losses.SparseCategoricalCrossentropyWithSmoothing(0.1, from_logits=True)
@@ -57,11 +66,14 @@ def test_weight_decay_spares_batch_norm_and_profile():
     model = zoo.build(
         "resnet20", num_classes=10, width=0.25, profile={"name": "linear", "trainable": True}
     )
-    optimizer = make_optimizer(SGD_COSINE, steps_per_epoch=10)
-    optimizer.build(model.trainable_variables)
-    decayed = {
-        v.path.split("/")[-1] for v in model.trainable_variables if optimizer._use_weight_decay(v)
-    }
+    # Without warm-up: decoupled decay scales with the rate, 0 at a warm-up's start.
+    optimizer = make_optimizer({**SGD_COSINE, "warmup_epochs": 0}, steps_per_epoch=10)
+    variables = model.trainable_variables
+    for variable in variables:
+        variable.assign(keras.ops.ones_like(variable))
+    # A zero gradient moves a variable only through weight decay.
+    optimizer.apply([keras.ops.zeros_like(v) for v in variables], variables)
+    decayed = {v.path.split("/")[-1] for v in variables if np.any(v.numpy() != 1.0)}
     assert decayed == {"kernel"}
 
 

@@ -35,10 +35,11 @@ class LinearWarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = keras.ops.cast(step, "float32")
-        warmup = float(max(self.warmup_steps, 1))
-        rising = self.peak * step / warmup
-        falling = self.peak * (self.total_steps - step) / (self.total_steps - self.warmup_steps)
-        rate = keras.ops.where(step < self.warmup_steps, rising, falling)
+        rate = self.peak * (self.total_steps - step) / (self.total_steps - self.warmup_steps)
+        if self.warmup_steps:
+            # The rise stays below the decay line until `warmup_steps` and
+            # above it after, so the smaller of the two is the schedule.
+            rate = keras.ops.minimum(self.peak * step / self.warmup_steps, rate)
         return keras.ops.clip(rate, 0.0, self.peak)
 
     def get_config(self):
