@@ -1,7 +1,7 @@
 """LC-Net ResNet-20 against the uniform-width dynamic ResNet-20 on CIFAR-10.
 
 LC-Net starts from the `resnet20_cifar10` preset's weights (`load_backbone`:
-the uniform-width model below, trained 30 epochs) and fine-tunes backbone
+the uniform-width model below, trained by the preset's recipe) and fine-tunes backbone
 and gates jointly for `FINE_TUNE_EPOCHS` epochs in the setup of the CIFAR-10
 presets (45,000 training images, augmentation, SGD with cosine decay from
 `FINE_TUNE_LEARNING_RATE`), with budgets from the uniform preset's sandwich
