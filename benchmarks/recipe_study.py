@@ -16,8 +16,8 @@ crops and flips, seed 0), one change against the baseline per run:
   average of the weights (momentum 0.999).
 
 There is no run combining the changes that helped: none gained more than
-0.13 points over the baseline, less than a second seed would move it
-(`results/recipe_study.md`), so the combination would be the baseline.
+0.13 points over the baseline (`results/recipe_study.md`), within seed
+noise (not measured), so the combination would be the baseline.
 
 Every run is evaluated twice on the 10,000 test images: as is, and with
 test-time flips (the mean of the logits of each image and its mirror
