@@ -78,6 +78,7 @@ from benchmarks.common import (  # noqa: E402
     save_figure,
     write_results,
 )
+from benchmarks.training_clock import throughput  # noqa: E402
 from zoo import paths, presets  # noqa: E402
 from zoo.recipes import calibrate_after_training  # noqa: E402
 
@@ -245,12 +246,7 @@ def timing(training):
     for key in ("epoch_seconds", "epoch_cpu_seconds"):
         if training.get(key):
             result[key] = training[key]
-    for key, field in (
-        ("images_per_second", "images_per_second"),
-        ("cpu_seconds_per_epoch", "epoch_cpu_seconds"),
-    ):
-        if training.get(field):
-            result[key] = float(np.median(list(training[field].values())))
+    result.update(throughput([training]))
     for field in ("images_per_second", "load_average"):
         if training.get(field):
             result[f"epoch_{field}"] = training[field]

@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,6 +42,7 @@ from benchmarks.common import (  # noqa: E402
     save_figure,
     write_results,
 )
+from benchmarks.training_clock import TrainingClock, throughput  # noqa: E402
 from zoo.recipes import train_recipe  # noqa: E402
 
 RATIOS = [round(0.10 + 0.05 * i, 2) for i in range(19)]
@@ -67,12 +69,18 @@ def build(seed, **arguments):
     return zoo.build("mlp", num_classes=10, **arguments)
 
 
-def train(arguments, recipe, data, seed):
-    """One model by `zoo.recipes`: the same code as `python -m zoo train --preset`."""
+def train(arguments, recipe, data, seed, records):
+    """One model by `zoo.recipes`: the same code as `python -m zoo train --preset`.
+
+    Its training's clock (`TrainingClock.record`) is appended to `records`.
+    """
     train_data, validation = data
-    return train_recipe(
-        build(seed, **arguments), recipe, train_data, validation, seed=seed, verbose=0
-    )
+    with tempfile.TemporaryDirectory() as directory:
+        clock = TrainingClock(os.path.join(directory, "clock.json"), len(train_data[0]))
+        model = build(seed, **arguments)
+        train_recipe(model, recipe, train_data, validation, seed=seed, verbose=0, callbacks=[clock])
+    records.append(clock.record)
+    return model
 
 
 def evaluate_single(model, test):
@@ -80,13 +88,13 @@ def evaluate_single(model, test):
     return {f"{r:.2f}": 100.0 * accuracies[r] for r in RATIOS}
 
 
-def run_individual(data, recipe, seed):
+def run_individual(data, recipe, seed, records):
     """19 networks, network `r` with `ceil(100 r)` hidden units, trained at full width."""
     _, _, test = data
     result = {}
     for ratio in RATIOS:
         units = zoo.ratio.channel_width(ratio, 100)
-        model = train({"hidden_units": (units, units)}, recipe, data[:2], seed)
+        model = train({"hidden_units": (units, units)}, recipe, data[:2], seed, records)
         result[f"{ratio:.2f}"] = (
             100.0 * zoo.evaluate_ratios(model, test, [1.0], batch_size=1000)[1.0]
         )
@@ -209,12 +217,14 @@ def run_method(name, data, seeds, quick):
     runs = []
     for seed in seeds:
         start = time.perf_counter()
+        records = []
         if name == "individual":
-            accuracy = run_individual(data, recipe, seed)
+            accuracy = run_individual(data, recipe, seed, records)
         else:
-            model = train(arguments, recipe, data[:2], seed)
+            model = train(arguments, recipe, data[:2], seed, records)
             accuracy = evaluate_single(model, data[2])
-        runs.append({"seed": seed, "accuracy": accuracy, "seconds": time.perf_counter() - start})
+        seconds = time.perf_counter() - start
+        runs.append({"seed": seed, "accuracy": accuracy, "seconds": seconds, **throughput(records)})
     mean = {r: float(np.mean([run["accuracy"][r] for run in runs])) for r in runs[0]["accuracy"]}
     return {
         "description": description,
@@ -229,8 +239,9 @@ def run_method(name, data, seeds, quick):
 def markdown(results):
     names = [n for n in METHODS if n in results["methods"]]
     lines = [
-        "| method | average (19 ratios) | published | 0.10 | 0.25 | 0.50 | 0.75 | 1.00 | budget | seeds | train time |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| method | average (19 ratios) | published | 0.10 | 0.25 | 0.50 | 0.75 | 1.00 | budget | seeds "
+        "| train time | images/s | CPU s/epoch |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in names:
         method = results["methods"][name]
@@ -238,11 +249,17 @@ def markdown(results):
         published = method["published_average"]
         budget = ", ".join(f"{k} {v}" for k, v in method["budget"].items())
         seconds = np.mean([run["seconds"] for run in method["runs"]])
+        clocks = [
+            (mean_of(method["runs"], key), style)
+            for key, style in (("images_per_second", ",.0f"), ("cpu_seconds_per_epoch", ".1f"))
+        ]
         lines.append(
             f"| {method['description']} | **{method['average']:.2f}** | "
             f"{'' if published is None else f'{published:.2f}'} | "
             + " | ".join(f"{accuracy[r]:.2f}" for r in ("0.10", "0.25", "0.50", "0.75", "1.00"))
-            + f" | {budget} | {len(method['runs'])} | {seconds:.0f} s |"
+            + f" | {budget} | {len(method['runs'])} | {seconds:.0f} s | "
+            + " | ".join("" if value is None else format(value, style) for value, style in clocks)
+            + " |"
         )
     lines.append("")
     lines.append(
@@ -250,12 +267,19 @@ def markdown(results):
         "0.10, 0.15, ..., 1.00 (all 19 per method are in `benchmarks/results/mnist.json`). "
         "Published: TESLA's README. Budgets: `epochs` caps training; TESLA's rounds are `round` "
         "batches of 128, a task ends after `patience` rounds without gain. The 19 individual networks "
-        "train 20 epochs each (380 in all)."
+        "train 20 epochs each (380 in all). Train time is per seed and includes evaluation; "
+        "images/s and CPU s/epoch are the medians over the epochs trained, averaged over seeds."
     )
     check = target_check(results)
     if check:
         lines += ["", check]
     return "\n".join(lines) + "\n"
+
+
+def mean_of(runs, key):
+    """`key`'s mean over the runs, or None if a run lacks it (timed before clocks)."""
+    values = [run.get(key) for run in runs]
+    return None if None in values else float(np.mean(values))
 
 
 def target_check(results):

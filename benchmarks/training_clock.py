@@ -6,6 +6,7 @@ import time
 import warnings
 
 import keras
+import numpy as np
 
 from zoo import atomic_files
 
@@ -104,3 +105,18 @@ class TrainingClock(keras.callbacks.Callback):
 def empty_record():
     """A training record before its first epoch."""
     return {"seconds": 0.0, "epochs": 0, "epoch_seconds": {}, "epoch_cpu_seconds": {}}
+
+
+def throughput(records):
+    """The medians, over every timed epoch of the training `records`
+    (`TrainingClock.record`s), of images per second and CPU seconds per
+    epoch; a measure no record holds is left out."""
+    result = {}
+    for key, field in (
+        ("images_per_second", "images_per_second"),
+        ("cpu_seconds_per_epoch", "epoch_cpu_seconds"),
+    ):
+        values = [value for record in records for value in record.get(field, {}).values()]
+        if values:
+            result[key] = float(np.median(values))
+    return result
