@@ -70,11 +70,13 @@ class TrainingClock(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         wall, cpu = self._epoch_start
         number = str(epoch + 1)
-        self.record["epoch_seconds"][number] = round(time.perf_counter() - wall, 1)
-        self.record["epoch_cpu_seconds"][number] = round(time.process_time() - cpu, 1)
+        seconds = time.perf_counter() - wall
+        # Two decimals: a small network's epoch can take under a second.
+        self.record["epoch_seconds"][number] = round(seconds, 2)
+        self.record["epoch_cpu_seconds"][number] = round(time.process_time() - cpu, 2)
         self.record["epochs"] = epoch + 1
         if self.images_per_epoch:
-            self._throughput(number, self.record["epoch_seconds"][number])
+            self._throughput(number, seconds)
         self._tick()
         atomic_files.write_json(self.path, self.record)
 

@@ -129,6 +129,16 @@ def test_mean_spent_compute_tracks_the_budget(trained):
         assert spent["per_input"].std() > 0 or budget == 1.0  # inputs spend differently
 
 
+def test_calibration_warns_of_a_budget_the_gates_cannot_meet(monkeypatch):
+    model = small_model(operating_points=[0.5, 0.75, 1.0])
+    # Gates that spend half the network whatever budget they read.
+    monkeypatch.setattr(model, "_mean_spent", lambda images, budget, batch_size: 0.5)
+    with pytest.warns(UserWarning, match=r"Operating point 0.75: .* at most 0.500") as caught:
+        achieved = model.calibrate_budget(np.zeros((4, 8, 8, 1), "float32"))
+    assert achieved == {0.5: 0.5, 0.75: 0.5, 1.0: 1.0}
+    assert len([w for w in caught if "Operating point" in str(w.message)]) == 1
+
+
 def test_gates_read_the_budget_shifted_by_its_calibrated_offset():
     model = small_model(operating_points=[0.25, 0.5, 1.0])
     model.budget_offsets.assign([-0.02, 0.04, 0.0])

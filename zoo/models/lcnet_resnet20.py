@@ -2,6 +2,7 @@
 
 import math
 import re
+import warnings
 
 import keras
 import numpy as np
@@ -388,7 +389,8 @@ class LCNetResNet20(RatioModel):
         """Sets the budget shift of each operating point (the budget its
         gates read is `point + shift`) so that the mean spent fraction over
         `images` meets it (within `tolerance`, by bisection); returns
-        `{point: mean spent}`."""
+        `{point: mean spent}`. Warns of an operating point the gates cannot
+        meet at any shift: its cost is then the one returned, not its name."""
         offsets = self.budget_offsets.numpy()
         achieved = {}
         for i, point in enumerate(self.operating_points):
@@ -405,6 +407,8 @@ class LCNetResNet20(RatioModel):
                     break
                 low, high = (offsets[i], high) if mean < point else (low, offsets[i])
             achieved[point] = mean
+            if abs(mean - point) > tolerance:
+                warn_unmet_budget(point, mean, tolerance)
         return achieved
 
     def _mean_spent(self, images, budget, batch_size):
@@ -497,3 +501,16 @@ def _straight_through(logits):
     probability = tf.sigmoid(logits)
     hard = tf.cast(probability > 0.5, probability.dtype)
     return probability + tf.stop_gradient(hard - probability)
+
+
+def warn_unmet_budget(point, mean, tolerance):
+    """Says that calibration left operating point `point` spending `mean`."""
+    side = "at most" if mean < point else "at least"
+    warnings.warn(
+        f"Operating point {point}: its gates spend {side} {mean:.3f} of the network on the "
+        f"calibration images at any budget shift, so they cannot meet {point} within "
+        f"{tolerance}; at this operating point the model costs {mean:.3f}, not {point}. "
+        "Train the gates to reach it (a larger `budget_weight`, budgets up to it in the "
+        "training plan) or leave the point out of `operating_points`.",
+        stacklevel=3,
+    )
