@@ -69,17 +69,18 @@ def build(seed, **arguments):
     return zoo.build("mlp", num_classes=10, **arguments)
 
 
-def train(arguments, recipe, data, seed, records):
+def train(arguments, recipe, data, seed, records=None):
     """One model by `zoo.recipes`: the same code as `python -m zoo train --preset`.
 
-    Its training's clock (`TrainingClock.record`) is appended to `records`.
+    With `records`, its training's clock (`TrainingClock.record`) is appended to it.
     """
     train_data, validation = data
     with tempfile.TemporaryDirectory() as directory:
         clock = TrainingClock(os.path.join(directory, "clock.json"), len(train_data[0]))
         model = build(seed, **arguments)
         train_recipe(model, recipe, train_data, validation, seed=seed, verbose=0, callbacks=[clock])
-    records.append(clock.record)
+    if records is not None:
+        records.append(clock.record)
     return model
 
 
