@@ -13,7 +13,9 @@ IDP multi-profile, TESLA and R-TESLA with and without a trainable profile
 (ATP), single-path sampling, the sandwich rule with in-place distillation,
 and 19 individually trained networks (one per width).
 
-Results go to `benchmarks/results/mnist.{json,md,png}` and the README.
+Each run records its seconds and, from `TrainingClock`, its median images
+per second and CPU seconds per epoch. Results go to
+`benchmarks/results/mnist.{json,md,png}` and the README.
 Each method's result is written as soon as it is done, so an interrupted
 run resumes where it stopped (`--force` recomputes).
 
