@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -77,10 +76,9 @@ def train(arguments, recipe, data, seed, records=None):
     With `records`, its training's clock (`TrainingClock.record`) is appended to it.
     """
     train_data, validation = data
-    with tempfile.TemporaryDirectory() as directory:
-        clock = TrainingClock(os.path.join(directory, "clock.json"), len(train_data[0]))
-        model = build(seed, **arguments)
-        train_recipe(model, recipe, train_data, validation, seed=seed, verbose=0, callbacks=[clock])
+    clock = TrainingClock(images_per_epoch=len(train_data[0]))
+    model = build(seed, **arguments)
+    train_recipe(model, recipe, train_data, validation, seed=seed, verbose=0, callbacks=[clock])
     if records is not None:
         records.append(clock.record)
     return model

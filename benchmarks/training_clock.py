@@ -22,22 +22,27 @@ class TrainingClock(keras.callbacks.Callback):
     (`epochs`), and each epoch's wall-clock and process CPU seconds
     (`epoch_seconds`, `epoch_cpu_seconds`, keyed by the epoch's number from
     1), and with `images_per_epoch` each epoch's images per second
-    (`images_per_second`) and the machine's one-minute load average at its
-    end (`load_average`). CPU seconds near the cores' count times the
-    wall-clock ones suggest the epoch had the CPU to itself; fewer, that it
-    shared it. A run resumed from a record kept before epochs were timed has
-    the times of its later epochs only.
+    (`images_per_second`), the machine's one-minute load average at its
+    end (`load_average`) and, where `/proc/stat` tells it, the share of
+    the process's cores that other processes used during it
+    (`others_cpu_share`, 0 for a run alone, 0.5 when another process took
+    half of its cores). A run resumed from a record kept before epochs were
+    timed has the times of its later epochs only.
 
-    The clock warns when an epoch's throughput falls below
-    `slow_fraction` of the median of the run's first epochs, or when the
-    load average exceeds the machine's cores: its timing is
-    then not one of a run alone.
+    The clock warns when an epoch's throughput falls below `slow_fraction`
+    of the median of the run's first epochs, or when other processes took
+    more than `shared_fraction` of its cores: its timing is then not one of
+    a run alone. Without `/proc/stat` the load average stands in for the
+    second measure, against the cores; it is the weaker one, as a run
+    alone can hold it above the cores with its own threads.
 
     Args:
-        path: the JSON file holding the record.
+        path: the JSON file holding the record (None: kept in memory only).
         images_per_epoch: images one epoch trains on (None: no throughput).
         slow_fraction: the throughput, relative to the first epochs', below
             which an epoch is reported as slowed down.
+        shared_fraction: the share of the process's cores used by other
+            processes above which an epoch is reported as shared.
 
     Example:
     >>> clock = TrainingClock(os.path.join(checkpoint_dir, "train_seconds.json"))
@@ -45,11 +50,12 @@ class TrainingClock(keras.callbacks.Callback):
     >>> clock.seconds, clock.record["epoch_seconds"]
     """
 
-    def __init__(self, path, images_per_epoch=None, slow_fraction=0.7):
+    def __init__(self, path=None, images_per_epoch=None, slow_fraction=0.7, shared_fraction=0.1):
         super().__init__()
         self.path = path
         self.images_per_epoch = images_per_epoch
         self.slow_fraction = slow_fraction
+        self.shared_fraction = shared_fraction
         self.record = empty_record()
 
     @property
@@ -58,41 +64,52 @@ class TrainingClock(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.record = empty_record()
-        if os.path.exists(self.path):
+        if self.path and os.path.exists(self.path):
             with open(self.path) as file:
                 self.record.update(json.load(file))
         self._earlier = self.record["seconds"]
         self._start = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = (time.perf_counter(), time.process_time())
+        self._epoch_start = (time.perf_counter(), time.process_time(), busy_cpu_seconds())
 
     def on_epoch_end(self, epoch, logs=None):
-        wall, cpu = self._epoch_start
+        wall, cpu, busy = self._epoch_start
         number = str(epoch + 1)
         seconds = time.perf_counter() - wall
         # Two decimals: a small network's epoch can take under a second.
         self.record["epoch_seconds"][number] = round(seconds, 2)
-        self.record["epoch_cpu_seconds"][number] = round(time.process_time() - cpu, 2)
+        cpu_seconds = time.process_time() - cpu
+        self.record["epoch_cpu_seconds"][number] = round(cpu_seconds, 2)
         self.record["epochs"] = epoch + 1
         if self.images_per_epoch:
-            self._throughput(number, seconds)
+            others = others_share(busy, busy_cpu_seconds(), cpu_seconds, seconds)
+            self._throughput(number, seconds, others)
         self._tick()
-        atomic_files.write_json(self.path, self.record)
+        if self.path:
+            atomic_files.write_json(self.path, self.record)
 
-    def _throughput(self, number, seconds):
+    def _throughput(self, number, seconds, others):
         rate = round(self.images_per_epoch / max(seconds, 1e-9), 1)
         load = round(os.getloadavg()[0], 2)
         self.record.setdefault("images_per_second", {})[number] = rate
         self.record.setdefault("load_average", {})[number] = load
+        if others is not None:
+            self.record.setdefault("others_cpu_share", {})[number] = round(others, 3)
         by_epoch = sorted(self.record["images_per_second"].items(), key=lambda kv: int(kv[0]))
         first = sorted(rate for _, rate in by_epoch[:3])
         reference = first[len(first) // 2]
-        cores = os.cpu_count()
-        if rate < self.slow_fraction * reference or load > cores:
+        cores = len(process_cores())
+        if others is None:
+            shared = load > cores
+            sharing = f"load average {load} on {cores} core(s)"
+        else:
+            shared = others > self.shared_fraction
+            sharing = f"other processes used {others:.0%} of its {cores} core(s)"
+        if rate < self.slow_fraction * reference or shared:
             warnings.warn(
                 f"Epoch {number}: {rate} images/s against {reference} in the run's first "
-                f"epochs, load average {load} on {cores} core(s): this epoch shared the CPU, "
+                f"epochs, {sharing}: this epoch shared the CPU, "
                 "its timing is not one of a run alone.",
                 stacklevel=2,
             )
@@ -107,6 +124,41 @@ class TrainingClock(keras.callbacks.Callback):
 def empty_record():
     """A training record before its first epoch."""
     return {"seconds": 0.0, "epochs": 0, "epoch_seconds": {}, "epoch_cpu_seconds": {}}
+
+
+def process_cores():
+    """The CPU numbers this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def busy_cpu_seconds(stat_path="/proc/stat"):
+    """Seconds the process's cores have spent busy since boot, over all
+    processes (None where `/proc/stat` is not there to say)."""
+    try:
+        with open(stat_path) as file:
+            lines = file.read().splitlines()
+    except OSError:
+        return None
+    cores = {f"cpu{number}" for number in process_cores()}
+    ticks = 0
+    for line in lines:
+        name, *fields = line.split()
+        if name in cores:
+            # user nice system idle iowait irq softirq steal ...: all but idle and iowait.
+            values = [int(value) for value in fields[:8]]
+            ticks += sum(values) - values[3] - values[4]
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def others_share(busy_before, busy_after, own_cpu_seconds, wall_seconds):
+    """The share of the process's cores that other processes used over
+    `wall_seconds`: their busy time less the process's own CPU time."""
+    if busy_before is None or busy_after is None or wall_seconds <= 0:
+        return None
+    others = busy_after - busy_before - own_cpu_seconds
+    return min(max(others / (wall_seconds * len(process_cores())), 0.0), 1.0)
 
 
 def throughput(records):

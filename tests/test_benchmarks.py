@@ -5,6 +5,7 @@ import importlib
 import json
 import os
 import pathlib
+import warnings
 
 import numpy as np
 import pytest
@@ -128,24 +129,73 @@ def test_training_clock_records_throughput_and_warns_when_an_epoch_shared_the_cp
     from benchmarks import training_clock
     from benchmarks.training_clock import TrainingClock
 
-    now = {"wall": 0.0, "load": 1.0}
+    cores = len(training_clock.process_cores())
+    now = {"wall": 0.0, "cpu": 0.0, "busy": 0.0, "load": 3.0 * cores}
     monkeypatch.setattr(training_clock.time, "perf_counter", lambda: now["wall"])
+    monkeypatch.setattr(training_clock.time, "process_time", lambda: now["cpu"])
+    monkeypatch.setattr(training_clock, "busy_cpu_seconds", lambda: now["busy"])
     monkeypatch.setattr(training_clock.os, "getloadavg", lambda: (now["load"], 0.0, 0.0))
     clock = TrainingClock(str(tmp_path / "clock.json"), images_per_epoch=1000)
+
+    def epoch(number, seconds, others_seconds=0.0):
+        clock.on_epoch_begin(number)
+        own = seconds * cores  # the run keeps every core busy
+        now.update(
+            wall=now["wall"] + seconds,
+            cpu=now["cpu"] + own,
+            busy=now["busy"] + own + others_seconds,
+        )
+        clock.on_epoch_end(number)
+
     clock.on_train_begin()
-    for epoch, seconds in enumerate((10.0, 10.0, 10.0)):
-        clock.on_epoch_begin(epoch)
-        now["wall"] += seconds
-        clock.on_epoch_end(epoch)
+    with warnings.catch_warnings():
+        # A run alone whose own threads hold the load average above the cores.
+        warnings.simplefilter("error")
+        for number in range(3):
+            epoch(number, 10.0)
     assert clock.record["images_per_second"] == {"1": 100.0, "2": 100.0, "3": 100.0}
-    clock.on_epoch_begin(3)
-    now["wall"] += 20.0  # half the throughput
+    assert clock.record["others_cpu_share"] == {"1": 0.0, "2": 0.0, "3": 0.0}
     with pytest.warns(UserWarning, match="shared the CPU"):
-        clock.on_epoch_end(3)
-    clock.on_epoch_begin(4)
-    now.update(wall=now["wall"] + 10.0, load=2.0 * (os.cpu_count() or 1) + 1)
+        epoch(3, 20.0)  # half the throughput
+    with pytest.warns(UserWarning, match="other processes used 50%"):
+        epoch(4, 10.0, others_seconds=5.0 * cores)
+    assert clock.record["others_cpu_share"]["5"] == 0.5
+
+    # Without /proc/stat the load average against the cores stands in.
+    monkeypatch.setattr(training_clock, "busy_cpu_seconds", lambda: None)
     with pytest.warns(UserWarning, match="load average"):
-        clock.on_epoch_end(4)
+        epoch(5, 10.0)
+    assert "6" not in clock.record["others_cpu_share"]
+
+
+def test_training_clock_without_a_path_keeps_its_record_in_memory(tmp_path, monkeypatch):
+    from benchmarks.training_clock import TrainingClock
+
+    monkeypatch.chdir(tmp_path)
+    clock = TrainingClock(images_per_epoch=10)
+    clock.on_train_begin()
+    clock.on_epoch_begin(0)
+    clock.on_epoch_end(0)
+    clock.on_train_end()
+    assert clock.record["epochs"] == 1 and "1" in clock.record["images_per_second"]
+    assert not list(tmp_path.iterdir())
+
+
+def test_busy_cpu_seconds_counts_the_process_cores_without_idle_time(tmp_path, monkeypatch):
+    from benchmarks import training_clock
+
+    monkeypatch.setattr(training_clock, "process_cores", lambda: [1])
+    stat = tmp_path / "stat"
+    hz = os.sysconf("SC_CLK_TCK")
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text(
+        f"cpu  {9 * hz} 0 0 {9 * hz} 0 0 0 0 0 0\n"
+        f"cpu0 {5 * hz} 0 0 {hz} 0 0 0 0 0 0\n"
+        f"cpu1 {2 * hz} 0 {hz} {7 * hz} {hz} 0 0 {hz} 0 0\n"
+        "intr 1 2 3\n"
+    )
+    assert training_clock.busy_cpu_seconds(str(stat)) == 4.0
+    assert training_clock.busy_cpu_seconds(str(tmp_path / "absent")) is None
 
 
 def test_training_clock_counts_on_from_an_interrupted_run(tmp_path, monkeypatch):
