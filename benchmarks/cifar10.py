@@ -6,10 +6,10 @@ validation split TESLA's rounds read), random 4-pixel-shift crops and
 horizontal flips, SGD with Nesterov momentum 0.9, learning rate 0.1 with
 one warm-up epoch and cosine decay, weight decay on kernels, batch 128,
 the architecture's epoch budget and weight decay (`ARCHITECTURES`), seed 0.
-The decay is Keras's decoupled one: `resnet20`'s 5e-3 is the papers'
-coupled 5e-4 under this momentum (see `zoo.recipes`); `mobilenet` and
-`vgg16` were trained with a tenth of that, 5e-4, and keep it until they
-are trained again. Batch norm
+The decay is Keras's decoupled one: the 5e-3 of `resnet20` and `vgg16` is
+the papers' coupled 5e-4 under this momentum (see `zoo.recipes`);
+`mobilenet` was trained with a tenth of that, 5e-4, and keeps it until it
+is trained again. Batch norm
 is calibrated at each operating point on training images, then test
 accuracy (10,000 images) is measured at the ratios 0.25, 0.5, 0.75 and 1.0,
 with the multiply-adds of each.
