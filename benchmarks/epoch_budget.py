@@ -86,16 +86,18 @@ def single_model_accuracy(architecture, ratio):
 
 def markdown(results):
     lines = [
-        "| target | epochs | individual network (%) | train time | images/s |",
-        "| --- | --- | --- | --- | --- |",
+        "| target | epochs | weight decay | individual network (%) | train time | images/s |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     notes = []
     for entry in results["targets"].values():
         for epochs, run in sorted(entry["runs"].items(), key=lambda item: int(item[0])):
             minutes = f"{run['seconds'] / 60:.0f} min"
             rate = f"{run['images_per_second']:.0f}" if run.get("images_per_second") else ""
+            decay = run["recipe"]["weight_decay"]
             lines.append(
-                f"| {entry['text']} | {epochs} | {run['accuracy']:.2f} | {minutes} | {rate} |"
+                f"| {entry['text']} | {epochs} | {decay:g} | {run['accuracy']:.2f} "
+                f"| {minutes} | {rate} |"
             )
         best, accuracy, epochs = entry["single_model"]
         notes.append(
@@ -111,18 +113,20 @@ def markdown(results):
 
 
 def store(target, runs):
-    """Adds `runs` to the target's stored ones and refreshes its single-model
-    figure, which a newer CIFAR-10 result may have changed."""
-    architecture, ratio, accuracy = TARGETS[target]
+    """Adds `runs` to the target's stored ones and refreshes every target's
+    single-model figure, which a newer CIFAR-10 result may have changed."""
     stored = cifar10.stored_results("epoch_budget")
     results = {"targets": stored.get("targets", {}), "machine": stored.get("machine")}
     if runs or not results["machine"]:
         results["machine"] = machine()
-    results["targets"][target] = {
-        "runs": {**results["targets"].get(target, {}).get("runs", {}), **runs},
-        "text": f"{architecture} at ratio {ratio:.2f} >= {accuracy:.0f}%",
-        "single_model": single_model_accuracy(architecture, ratio),
-    }
+    for name in {target, *results["targets"]}:
+        architecture, ratio, accuracy = TARGETS[name]
+        earlier = results["targets"].get(name, {}).get("runs", {})
+        results["targets"][name] = {
+            "runs": {**earlier, **runs} if name == target else earlier,
+            "text": f"{architecture} at ratio {ratio:.2f} >= {accuracy:.0f}%",
+            "single_model": single_model_accuracy(architecture, ratio),
+        }
     write_results("epoch_budget", results, markdown(results))
 
 

@@ -311,12 +311,15 @@ def test_cifar10_checkpoints_go_under_zoo_runs_dir_when_set(monkeypatch, tmp_pat
 
 def test_epoch_budget_lists_runs_by_epochs_beside_the_single_model():
     epoch_budget = importlib.import_module("benchmarks.epoch_budget")
-    runs = {str(e): {"accuracy": 70.0 + e / 10, "seconds": 60.0 * e} for e in (100, 12, 48)}
+    runs = {
+        str(e): {"accuracy": 70.0 + e / 10, "seconds": 60.0 * e, "recipe": {"weight_decay": 5e-4}}
+        for e in (100, 12, 48)
+    }
     entry = {"runs": runs, "text": "vgg16 at ratio 0.20 >= 80%"}
     entry["single_model"] = ["sandwich", 75.26, 12]
     table = epoch_budget.markdown({"targets": {"vgg16_0.20": entry}})
     rows = [line for line in table.splitlines() if line.startswith("| vgg16")]
-    assert [row.split(" | ")[1] for row in rows] == ["12", "48", "100"]
+    assert [row.split(" | ")[1:3] for row in rows] == [[e, "0.0005"] for e in ("12", "48", "100")]
     assert "(sandwich) reaches 75.26 in 12 epochs" in table
 
 
