@@ -236,7 +236,8 @@ def timing(training):
     """A result's training time: seconds in all, and, where they were timed,
     the epochs trained (fewer than the recipe's when early stopping ended
     the run), each timed epoch's wall-clock and CPU seconds, images per
-    second and load average, and the medians of images per second and CPU
+    second, load average and share of the cores other processes used, and
+    the medians of images per second and CPU
     seconds per epoch (a run begun before epochs were timed has its later
     epochs' only)."""
     if training is None:
@@ -248,7 +249,7 @@ def timing(training):
         if training.get(key):
             result[key] = training[key]
     result.update(throughput([training]))
-    for field in ("images_per_second", "load_average"):
+    for field in ("images_per_second", "load_average", "others_cpu_share"):
         if training.get(field):
             result[f"epoch_{field}"] = training[field]
     return result

@@ -77,11 +77,17 @@ def stored_run(target, epochs):
 
 def single_model_accuracy(architecture, ratio):
     """The best single model in the CIFAR-10 results at `ratio`: its method,
-    accuracy there and the epochs it was trained for."""
-    methods = cifar10.stored_results("cifar10")["architectures"][architecture]["methods"]
-    singles = {n: m for n, m in methods.items() if n != "individual"}
-    best = max(singles, key=lambda n: singles[n]["accuracy"][f"{ratio:.2f}"])
-    return best, singles[best]["accuracy"][f"{ratio:.2f}"], singles[best]["recipe"]["epochs"]
+    accuracy there, and the epochs and weight decay it was trained with;
+    None if no single model has a result there."""
+    key = f"{ratio:.2f}"
+    architectures = cifar10.stored_results("cifar10").get("architectures", {})
+    methods = architectures.get(architecture, {}).get("methods", {})
+    singles = {n: m for n, m in methods.items() if n != "individual" and key in m["accuracy"]}
+    if not singles:
+        return None
+    best = max(singles, key=lambda n: singles[n]["accuracy"][key])
+    recipe = singles[best]["recipe"]
+    return best, singles[best]["accuracy"][key], recipe["epochs"], recipe["weight_decay"]
 
 
 def markdown(results):
@@ -99,11 +105,12 @@ def markdown(results):
                 f"| {entry['text']} | {epochs} | {decay:g} | {run['accuracy']:.2f} "
                 f"| {minutes} | {rate} |"
             )
-        best, accuracy, epochs = entry["single_model"]
-        notes.append(
-            f"- {entry['text']}: the single model ({best}) reaches {accuracy:.2f} "
-            f"in {epochs} epochs."
-        )
+        if entry.get("single_model"):
+            best, accuracy, epochs, decay = entry["single_model"]
+            notes.append(
+                f"- {entry['text']}: the single model ({best}) reaches {accuracy:.2f} "
+                f"in {epochs} epochs at weight decay {decay:g}."
+            )
     caption = (
         "\nTest accuracy of the individually trained network at the target's ratio "
         "(the benchmark's `individual` setup, one seed), each epoch budget a run of its own "
@@ -119,14 +126,15 @@ def store(target, runs):
     results = {"targets": stored.get("targets", {}), "machine": stored.get("machine")}
     if runs or not results["machine"]:
         results["machine"] = machine()
-    for name in {target, *results["targets"]}:
+    earlier = results["targets"].get(target, {}).get("runs", {})
+    results["targets"][target] = {"runs": {**earlier, **runs}}
+    # A target no longer in the benchmark's list keeps its entry as it was.
+    for name in set(results["targets"]) & set(TARGETS):
         architecture, ratio, accuracy = TARGETS[name]
-        earlier = results["targets"].get(name, {}).get("runs", {})
-        results["targets"][name] = {
-            "runs": {**earlier, **runs} if name == target else earlier,
-            "text": f"{architecture} at ratio {ratio:.2f} >= {accuracy:.0f}%",
-            "single_model": single_model_accuracy(architecture, ratio),
-        }
+        results["targets"][name].update(
+            text=f"{architecture} at ratio {ratio:.2f} >= {accuracy:.0f}%",
+            single_model=single_model_accuracy(architecture, ratio),
+        )
     write_results("epoch_budget", results, markdown(results))
 
 

@@ -15,7 +15,7 @@ class TrainingClock(keras.callbacks.Callback):
     """Training time that survives an interruption, epoch by epoch.
 
     At the end of each epoch the record of the training so far is written
-    to `path`, which belongs inside the `callbacks.ShardedBackupAndRestore`
+    to `path` (if given), which belongs inside the `callbacks.ShardedBackupAndRestore`
     directory so that it lives and goes with the checkpoint; a run resumed
     from that checkpoint counts on from it instead of from zero. The record
     (`clock.record`) holds the seconds trained (`seconds`), the epochs done
@@ -26,7 +26,8 @@ class TrainingClock(keras.callbacks.Callback):
     end (`load_average`) and, where `/proc/stat` tells it, the share of
     the process's cores that other processes used during it
     (`others_cpu_share`, 0 for a run alone, 0.5 when another process took
-    half of its cores). A run resumed from a record kept before epochs were
+    half of its cores; interrupts and time stolen by the hypervisor count
+    as others' too). A run resumed from a record kept before epochs were
     timed has the times of its later epochs only.
 
     The clock warns when an epoch's throughput falls below `slow_fraction`
@@ -71,7 +72,8 @@ class TrainingClock(keras.callbacks.Callback):
         self._start = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = (time.perf_counter(), time.process_time(), busy_cpu_seconds())
+        busy = busy_cpu_seconds() if self.images_per_epoch else None
+        self._epoch_start = (time.perf_counter(), time.process_time(), busy)
 
     def on_epoch_end(self, epoch, logs=None):
         wall, cpu, busy = self._epoch_start
@@ -85,33 +87,36 @@ class TrainingClock(keras.callbacks.Callback):
         if self.images_per_epoch:
             others = others_share(busy, busy_cpu_seconds(), cpu_seconds, seconds)
             self._throughput(number, seconds, others)
+            self._warn_if_not_alone(number, others)
         self._tick()
         if self.path:
             atomic_files.write_json(self.path, self.record)
 
     def _throughput(self, number, seconds, others):
         rate = round(self.images_per_epoch / max(seconds, 1e-9), 1)
-        load = round(os.getloadavg()[0], 2)
         self.record.setdefault("images_per_second", {})[number] = rate
-        self.record.setdefault("load_average", {})[number] = load
+        self.record.setdefault("load_average", {})[number] = round(os.getloadavg()[0], 2)
         if others is not None:
             self.record.setdefault("others_cpu_share", {})[number] = round(others, 3)
+
+    def _warn_if_not_alone(self, number, others):
+        rate = self.record["images_per_second"][number]
         by_epoch = sorted(self.record["images_per_second"].items(), key=lambda kv: int(kv[0]))
         first = sorted(rate for _, rate in by_epoch[:3])
         reference = first[len(first) // 2]
         cores = len(process_cores())
-        if others is None:
-            shared = load > cores
-            sharing = f"load average {load} on {cores} core(s)"
-        else:
-            shared = others > self.shared_fraction
-            sharing = f"other processes used {others:.0%} of its {cores} core(s)"
-        if rate < self.slow_fraction * reference or shared:
+        reasons = []
+        if rate < self.slow_fraction * reference:
+            reasons.append(f"{rate} images/s against {reference} in the run's first epochs")
+        if others is not None and others > self.shared_fraction:
+            reasons.append(f"other processes used {others:.0%} of its {cores} core(s)")
+        load = self.record["load_average"][number]
+        if others is None and load > cores:
+            reasons.append(f"load average {load} on {cores} core(s)")
+        if reasons:
             warnings.warn(
-                f"Epoch {number}: {rate} images/s against {reference} in the run's first "
-                f"epochs, {sharing}: this epoch shared the CPU, "
-                "its timing is not one of a run alone.",
-                stacklevel=2,
+                f"Epoch {number}: {'; '.join(reasons)}: its timing is not one of a run alone.",
+                stacklevel=3,
             )
 
     def on_train_end(self, logs=None):
@@ -146,7 +151,9 @@ def busy_cpu_seconds(stat_path="/proc/stat"):
     for line in lines:
         name, *fields = line.split()
         if name in cores:
-            # user nice system idle iowait irq softirq steal ...: all but idle and iowait.
+            # user nice system idle iowait irq softirq steal guest guest_nice: the
+            # first eight, as guest and guest_nice are already counted in user and
+            # nice; busy is all of them but idle and iowait.
             values = [int(value) for value in fields[:8]]
             ticks += sum(values) - values[3] - values[4]
     return ticks / os.sysconf("SC_CLK_TCK")
