@@ -7,9 +7,10 @@ presets (45,000 training images, augmentation, SGD with cosine decay from
 `FINE_TUNE_LEARNING_RATE`), with budgets from the uniform preset's sandwich
 sampler (budget 1 is the teacher of in-place distillation) and the budget
 penalty; then batch norm is calibrated at each budget on the augmented
-training pipeline, as for the presets (`calibrate_after_training`), and
-`calibrate_budget` sets each operating point's budget shift on training
-images.
+training pipeline, as for the presets, and `calibrate_budget` sets each
+operating point's budget shift on training images, twice, so that batch
+norm's statistics are those of the gates at their shifted budgets
+(`zoo.recipes.calibrate_gates_after_training`).
 Both ways of gating channels are trained and reported: each inner
 channel on its own (`"subset"`) and a width per block keeping the first
 channels (`"prefix"`).
@@ -63,7 +64,7 @@ from benchmarks.common import (  # noqa: E402
 from zoo import paths  # noqa: E402
 from zoo.latency import measure_latency, probe_images, time_call  # noqa: E402
 from zoo.presets import get_preset  # noqa: E402
-from zoo.recipes import calibrate_after_training  # noqa: E402
+from zoo.recipes import calibrate_after_training, calibrate_gates_after_training  # noqa: E402
 
 BUDGETS = [0.25, 0.5, 0.75, 1.0]
 # Each variant: its name in the tables, and its `lcnet_resnet20` arguments.
@@ -99,8 +100,7 @@ def train_lcnet(data, uniform, quick, variant):
     checkpoint = paths.run_directory("lcnet-bench", [arguments, recipe, UNIFORM])
     model, training = cached_training(checkpoint, build, recipe, train, validation)
     # Calibration and results are redone on every run, from the saved model.
-    calibrate_after_training(model, train, recipe)
-    achieved = model.calibrate_budget(train[0][:5000])
+    achieved = calibrate_gates_after_training(model, train, recipe, train[0][:5000])
     return model, training, achieved
 
 

@@ -302,3 +302,30 @@ def test_block_skip_charge_is_saved_and_checked(tmp_path):
     for charge in (-0.1, 1.5, "half", True):
         with pytest.raises(ValueError, match=r"block_skip_charge must be a number .* received"):
             small_model(block_skip_charge=charge)
+
+
+def test_batch_norm_is_calibrated_again_at_the_shifted_budget(monkeypatch):
+    from zoo import recipes
+
+    model = small_model()
+    x = RNG.uniform(0, 16, (32, 8, 8, 1)).astype("float32")
+    shifts = iter([[0.5, 0.25, 0.0], [0.45, 0.2, 0.0]])
+    offsets_at_batchnorm = []
+
+    def calibrate_budget(images):
+        model.budget_offsets.assign(next(shifts))
+        return {0.5: 0.5, 0.75: 0.75, 1.0: 1.0}
+
+    def calibrate_after_training(model, *args):
+        offsets_at_batchnorm.append(model.budget_offsets.numpy().tolist())
+
+    monkeypatch.setattr(model, "calibrate_budget", calibrate_budget)
+    monkeypatch.setattr(recipes, "calibrate_after_training", calibrate_after_training)
+    achieved = recipes.calibrate_gates_after_training(model, (x, None), {}, x)
+    # The second batch-norm pass reads the budgets the first shift set; the
+    # shift is then bisected again for the statistics it changed.
+    assert offsets_at_batchnorm == [[0.0, 0.0, 0.0], [0.5, 0.25, 0.0]]
+    assert model.budget_offsets.numpy().tolist() == pytest.approx([0.45, 0.2, 0.0])
+    assert achieved == {0.5: 0.5, 0.75: 0.75, 1.0: 1.0}
+    with pytest.raises(ValueError, match="`rounds` must be at least 1; got 0"):
+        recipes.calibrate_gates_after_training(model, (x, None), {}, x, rounds=0)

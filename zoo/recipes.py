@@ -191,6 +191,26 @@ def calibrate_after_training(model, train_data, recipe, seed=0, steps=20):
     return calibrate_batchnorm(model, images, steps=steps)
 
 
+def calibrate_gates_after_training(model, train_data, recipe, budget_images, seed=0, rounds=2):
+    """Calibrates a model whose gates read a budget (`lcnet_resnet20`) after
+    training: batch norm as `calibrate_after_training` does, then the gates'
+    budget shift (`calibrate_budget` on `budget_images`), `rounds` times.
+    Returns `{operating point: mean spent fraction}` of the last shift.
+
+    Batch norm keeps statistics per operating point, gathered as the gates
+    read that point's budget. `calibrate_budget` then moves the budget they
+    read, so statistics gathered before the move are those of other gate
+    decisions: the next round gathers them at the moved budget, then bisects
+    the shift again for the statistics that changed.
+    """
+    if rounds < 1:
+        raise ValueError(f"`rounds` must be at least 1; got {rounds}.")
+    for _ in range(rounds):
+        calibrate_after_training(model, train_data, recipe, seed)
+        achieved = model.calibrate_budget(budget_images)
+    return achieved
+
+
 def train_recipe(
     model,
     recipe,
