@@ -113,11 +113,18 @@ class TrainingClock(keras.callbacks.Callback):
         load = self.record["load_average"][number]
         if others is None and load > cores:
             reasons.append(f"load average {load} on {cores} core(s)")
-        if reasons:
-            warnings.warn(
-                f"Epoch {number}: {'; '.join(reasons)}: its timing is not one of a run alone.",
-                stacklevel=3,
+        if not reasons:
+            return
+        verdict = "its timing is not one of a run alone"
+        if others is not None and others <= self.shared_fraction:
+            # Slow with the cores to itself: a virtual machine's host or the
+            # clock frequency slowed every instruction, as CPU s/epoch shows.
+            verdict = (
+                f"other processes used {others:.0%} of its {cores} core(s), so the machine "
+                "itself ran slower (a virtual machine's host, the clock frequency): its "
+                "timing is not comparable with the run's first epochs"
             )
+        warnings.warn(f"Epoch {number}: {'; '.join(reasons)}; {verdict}.", stacklevel=3)
 
     def on_train_end(self, logs=None):
         self._tick()
