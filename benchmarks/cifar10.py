@@ -91,7 +91,8 @@ ARCHITECTURES = {
     # accuracy (He et al. train 164); rows of earlier budgets keep theirs
     # (the table's epochs column) and are marked stale.
     "resnet20": {"ratios": RATIOS, "arguments": {}, "epochs": 150, "weight_decay": 5e-3},
-    "mobilenet": {"ratios": RATIOS, "arguments": {}, "epochs": 10, "weight_decay": 5e-3},
+    # 40 epochs: where the network alone at 1.0 passes 85% (`epoch_budget.py`).
+    "mobilenet": {"ratios": RATIOS, "arguments": {}, "epochs": 40, "weight_decay": 5e-3},
     # Half width keeps the weights under 20 MB (3.7M parameters). 64 epochs:
     # what `epoch_budget.py` estimates ratio 0.2 needs for 80%. Decay 5e-3:
     # the papers' coupled 5e-4 in Keras's decoupled form, as for resnet20.
