@@ -492,6 +492,7 @@ def store_network(architecture, key, network):
     results = stored_results("cifar10")
     entry = results["architectures"].setdefault(architecture, {"methods": {}})
     entry.setdefault("individual_networks", {})[key] = network
+    results["epochs"] = {a: ARCHITECTURES[a]["epochs"] for a in results["architectures"]}
     write_results("cifar10", results, markdown(results), readme=True)
 
 

@@ -33,7 +33,10 @@ class TrainingClock(keras.callbacks.Callback):
     The clock warns when an epoch's throughput falls below `slow_fraction`
     of the median of the run's first epochs, or when other processes took
     more than `shared_fraction` of its cores: its timing is then not one of
-    a run alone. Without `/proc/stat` the load average stands in for the
+    a run alone. A slow epoch whose cores were otherwise idle is named
+    after its CPU seconds: grown with the wall-clock, the machine itself
+    ran slower (a virtual machine's host); flat, the process was paused or
+    waited. Without `/proc/stat` the load average stands in for the
     second measure, against the cores; it is the weaker one, as a run
     alone can hold it above the cores with its own threads.
 
@@ -101,9 +104,7 @@ class TrainingClock(keras.callbacks.Callback):
 
     def _warn_if_not_alone(self, number, others):
         rate = self.record["images_per_second"][number]
-        by_epoch = sorted(self.record["images_per_second"].items(), key=lambda kv: int(kv[0]))
-        first = sorted(rate for _, rate in by_epoch[:3])
-        reference = first[len(first) // 2]
+        reference = self._first_epochs("images_per_second")
         cores = len(process_cores())
         reasons = []
         if rate < self.slow_fraction * reference:
@@ -113,18 +114,36 @@ class TrainingClock(keras.callbacks.Callback):
         load = self.record["load_average"][number]
         if others is None and load > cores:
             reasons.append(f"load average {load} on {cores} core(s)")
-        if not reasons:
-            return
-        verdict = "its timing is not one of a run alone"
-        if others is not None and others <= self.shared_fraction:
-            # Slow with the cores to itself: a virtual machine's host or the
-            # clock frequency slowed every instruction, as CPU s/epoch shows.
-            verdict = (
-                f"other processes used {others:.0%} of its {cores} core(s), so the machine "
-                "itself ran slower (a virtual machine's host, the clock frequency): its "
-                "timing is not comparable with the run's first epochs"
+        if reasons:
+            verdict = self._verdict(number, others, reference / rate)
+            warnings.warn(f"Epoch {number}: {'; '.join(reasons)}; {verdict}.", stacklevel=3)
+
+    def _verdict(self, number, others, slowdown):
+        """Why a flagged epoch's timing cannot be quoted as a run alone's."""
+        if others is None or others > self.shared_fraction:
+            return "its timing is not one of a run alone"
+        idle = f"its cores were otherwise idle ({others:.0%} used by others)"
+        cpu_growth = self.record["epoch_cpu_seconds"][number] / self._first_epochs(
+            "epoch_cpu_seconds"
+        )
+        # Every instruction slower (a virtual machine's host, the clock
+        # frequency) costs CPU seconds in step with the wall-clock; a pause or
+        # a wait for input costs wall-clock only.
+        if cpu_growth >= (1 + slowdown) / 2:
+            return (
+                f"{idle} and its CPU seconds grew {cpu_growth:.1f}x: the machine itself ran "
+                "slower (a virtual machine's host, the clock frequency), so its timing is "
+                "not comparable with the run's first epochs"
             )
-        warnings.warn(f"Epoch {number}: {'; '.join(reasons)}; {verdict}.", stacklevel=3)
+        return (
+            f"{idle} and its CPU seconds grew {cpu_growth:.1f}x: the process was paused or waited"
+        )
+
+    def _first_epochs(self, key):
+        """The median of `key` over the run's first three timed epochs."""
+        by_epoch = sorted(self.record[key].items(), key=lambda kv: int(kv[0]))
+        first = sorted(value for _, value in by_epoch[:3])
+        return max(first[len(first) // 2], 1e-9)
 
     def on_train_end(self, logs=None):
         self._tick()

@@ -137,9 +137,9 @@ def test_training_clock_records_throughput_and_warns_when_an_epoch_shared_the_cp
     monkeypatch.setattr(training_clock.os, "getloadavg", lambda: (now["load"], 0.0, 0.0))
     clock = TrainingClock(str(tmp_path / "clock.json"), images_per_epoch=1000)
 
-    def epoch(number, seconds, others_seconds=0.0):
+    def epoch(number, seconds, others_seconds=0.0, own=None):
         clock.on_epoch_begin(number)
-        own = seconds * cores  # the run keeps every core busy
+        own = seconds * cores if own is None else own  # the run keeps every core busy
         now.update(
             wall=now["wall"] + seconds,
             cpu=now["cpu"] + own,
@@ -157,17 +157,22 @@ def test_training_clock_records_throughput_and_warns_when_an_epoch_shared_the_cp
     assert clock.record["others_cpu_share"] == {"1": 0.0, "2": 0.0, "3": 0.0}
     with pytest.warns(UserWarning, match="50.0 images/s against 100.0") as caught:
         epoch(3, 20.0)  # half the throughput, with no other process about
-    assert "other processes used 0%" in str(caught[0].message)
+    assert "otherwise idle (0% used by others)" in str(caught[0].message)
     assert "the machine itself ran slower" in str(caught[0].message)
     with pytest.warns(UserWarning, match="other processes used 50%"):
         epoch(4, 10.0, others_seconds=5.0 * cores)
     assert clock.record["others_cpu_share"]["5"] == 0.5
+    with pytest.warns(UserWarning, match="not one of a run alone") as caught:
+        epoch(5, 20.0, others_seconds=10.0 * cores, own=10.0 * cores)  # slow and shared
+    assert "machine itself" not in str(caught[0].message)
+    with pytest.warns(UserWarning, match="the process was paused or waited"):
+        epoch(6, 20.0, own=10.0 * cores)  # half the epoch stopped, the cores idle
 
     # Without /proc/stat the load average against the cores stands in.
     monkeypatch.setattr(training_clock, "busy_cpu_seconds", lambda: None)
     with pytest.warns(UserWarning, match="load average"):
-        epoch(5, 10.0)
-    assert "6" not in clock.record["others_cpu_share"]
+        epoch(7, 10.0)
+    assert "8" not in clock.record["others_cpu_share"]
 
 
 def test_training_clock_without_a_path_keeps_its_record_in_memory(tmp_path, monkeypatch):
@@ -390,6 +395,12 @@ def test_lcnet_results_of_an_earlier_recipe_say_what_changed():
     assert lcnet.recipe_note({"recipe": current}) == []
     note = lcnet.recipe_note({"recipe": dict(current, weight_decay=5e-4)})
     assert "`weight_decay` 0.0005 (now 0.005)" in note[0]
+
+
+def test_lcnet_results_of_the_earlier_calibration_say_so():
+    lcnet = importlib.import_module("benchmarks.lcnet")
+    assert lcnet.calibration_note({"calibration": lcnet.CALIBRATION}) == []
+    assert "Calibrated batch norm once" in lcnet.calibration_note({})[0]
 
 
 def test_the_masked_baseline_computes_what_the_dynamic_model_does():

@@ -305,8 +305,7 @@ def test_block_skip_charge_is_saved_and_checked(tmp_path):
 
 
 def test_batch_norm_is_calibrated_again_at_the_shifted_budget(monkeypatch):
-    from zoo import recipes
-
+    recipes = zoo.recipes
     model = small_model()
     x = RNG.uniform(0, 16, (32, 8, 8, 1)).astype("float32")
     shifts = iter([[0.5, 0.25, 0.0], [0.45, 0.2, 0.0]])

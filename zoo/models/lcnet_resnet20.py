@@ -36,7 +36,9 @@ class LCNetResNet20(RatioModel):
     so batch norm keeps statistics per operating point
     (`BudgetBatchNormalization`). After training, `calibrate_budget` sets,
     from training images, a small shift of the budget the gates read at
-    each operating point, so that the mean spent fraction meets it.
+    each operating point, so that the mean spent fraction meets it; as the
+    shift changes what batch norm sees, calibrate the two in turn
+    (`zoo.recipes.calibrate_gates_after_training`).
 
     At inference nothing skipped is computed: a block runs on the inputs
     that need it (gathered), and its convolutions on the union of their
@@ -220,7 +222,7 @@ class LCNetResNet20(RatioModel):
         between operating points, so that the mean spent fraction meets it.
 
         Example:
-        >>> model.calibrate_budget(x_train[:5000])
+        >>> zoo.recipes.calibrate_gates_after_training(model, (x_train, y_train), {}, x_train[:5000])
         >>> float(model.gate_budget(0.25))  # 0.227, say: the gates overspend a little
         """
         # The calibrated shift runs the gates as at a nearby budget, a
