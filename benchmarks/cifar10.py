@@ -482,8 +482,7 @@ def store_row(name, architecture, method, row, quick):
     entry = results["architectures"].setdefault(architecture, {"methods": {}})
     entry["methods"][method] = row
     entry["methods"] = {n: entry["methods"][n] for n in METHODS if n in entry["methods"]}
-    epochs = {a: ARCHITECTURES[a]["epochs"] for a in results["architectures"]}
-    results.update({"epochs": epochs, "quick": quick, "machine": machine()})
+    results.update({"epochs": current_epochs(results), "quick": quick, "machine": machine()})
     write_results(name, results, markdown(results), readme=not quick)
 
 
@@ -492,8 +491,13 @@ def store_network(architecture, key, network):
     results = stored_results("cifar10")
     entry = results["architectures"].setdefault(architecture, {"methods": {}})
     entry.setdefault("individual_networks", {})[key] = network
-    results["epochs"] = {a: ARCHITECTURES[a]["epochs"] for a in results["architectures"]}
+    results["epochs"] = current_epochs(results)
     write_results("cifar10", results, markdown(results), readme=True)
+
+
+def current_epochs(results):
+    """Each stored architecture's epoch budget as `ARCHITECTURES` sets it now."""
+    return {a: ARCHITECTURES[a]["epochs"] for a in results["architectures"]}
 
 
 def main():
